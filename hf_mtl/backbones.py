@@ -1,0 +1,172 @@
+"""Backbones: build a timm or transformers model from the config, load pretrained weights, pool features."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+TRANSFORMERS_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "pixel_values", "input_values")
+
+
+def detect_backbone_library(name: str) -> str:
+    """``"timm"`` for a timm architecture name (or ``hf-hub:`` / ``timm/`` id), else ``"transformers"``."""
+    import timm
+
+    if name.startswith(("hf-hub:", "timm/")) or timm.is_model(name):
+        return "timm"
+    return "transformers"
+
+
+def backbone_config_dict(name: str) -> dict[str, Any]:
+    """The transformers backbone's own config as a dict, stored in ours so the model rebuilds offline."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"backbone {name!r} is neither a timm model name nor a loadable transformers model id/path: {err}"
+        ) from err
+    return config.to_dict()
+
+
+class Backbone(nn.Module):
+    """A headless pretrained network that maps inputs to one pooled feature vector per sample."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.library = config.backbone_library
+        self.pooling = config.pooling
+        if self.library == "timm":
+            import timm
+
+            name = config.backbone.removeprefix("timm/")
+            if name.startswith("hf-hub:"):
+                raise ValueError("give the timm architecture name as `backbone`; hf-hub ids load via `weights`")
+            if not timm.is_model(name):
+                raise ValueError(f"backbone {name!r} is not a timm model name (see `timm.list_models()`)")
+            self.model = timm.create_model(name, pretrained=False, num_classes=0, **config.backbone_kwargs)
+            self.num_features = int(self.model.num_features)
+            self._input_names: tuple[str, ...] = ("pixel_values",)
+        else:
+            from transformers import AutoConfig, AutoModel
+
+            if not config.backbone_config:
+                raise ValueError("a transformers backbone needs `backbone_config` (use MultiTaskModel.from_backbone)")
+            backbone_cfg = dict(config.backbone_config)
+            model_type = backbone_cfg.pop("model_type", None)
+            if model_type is None:
+                raise ValueError("backbone_config has no `model_type`; it must be a transformers config dict")
+            self.model = AutoModel.from_config(AutoConfig.for_model(model_type, **backbone_cfg))
+            self.num_features = _feature_size(self.model.config)
+            accepted = inspect.signature(self.model.forward).parameters
+            self._input_names = tuple(name for name in TRANSFORMERS_INPUT_NAMES if name in accepted)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model inputs this backbone consumes (what a collator must provide)."""
+        return self._input_names
+
+    def forward(self, **inputs: torch.Tensor | None) -> torch.Tensor:
+        inputs = {k: v for k, v in inputs.items() if v is not None and k in self._input_names}
+        if self.library == "timm":
+            if "pixel_values" not in inputs:
+                raise ValueError("this timm backbone needs `pixel_values`")
+            return self.model(inputs["pixel_values"])
+        outputs = self.model(**inputs, return_dict=True)
+        return self._pool(outputs, inputs.get("attention_mask"))
+
+    def _pool(self, outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        hidden = getattr(outputs, "last_hidden_state", None)
+        pooler = getattr(outputs, "pooler_output", None)
+        if self.pooling == "pooler" or (self.pooling == "auto" and hidden is not None and hidden.dim() == 4):
+            if pooler is not None:
+                return pooler.flatten(1)
+            if hidden is not None and hidden.dim() == 4:
+                return hidden.mean(dim=(2, 3))
+            raise ValueError("pooling='pooler' but this backbone returns no pooler_output; use 'cls' or 'mean'")
+        if hidden is None:
+            raise ValueError("the backbone returned no last_hidden_state to pool")
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = self._token_mask(hidden, attention_mask)
+        if mask is None:
+            return hidden.mean(dim=1)
+        mask = mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+    def _token_mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """Attention mask at the resolution of ``hidden`` (audio models downsample their inputs)."""
+        if attention_mask is None:
+            return None
+        if attention_mask.shape[1] == hidden.shape[1]:
+            return attention_mask
+        reduce = getattr(self.model, "_get_feature_vector_attention_mask", None)
+        if reduce is not None:
+            return reduce(hidden.shape[1], attention_mask)
+        return None
+
+
+def _feature_size(config: Any) -> int:
+    for attr in ("hidden_size", "hidden_dim", "d_model", "dim"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int):
+            return value
+    sizes = getattr(config, "hidden_sizes", None)
+    if sizes:
+        return int(sizes[-1])
+    raise ValueError(f"cannot tell the feature size of backbone config {type(config).__name__}")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a weights file: safetensors, or a PyTorch file with ``weights_only=True`` (never arbitrary pickles)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"backbone weights file {path!r} does not exist")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path!r} does not hold a state dict")
+    return state
+
+
+def load_timm_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str = "weights") -> None:
+    """Copy a pretrained state dict into a headless timm model.
+
+    Keys that match are copied by name. A checkpoint from another implementation of the same architecture (e.g. the
+    original EfficientNet-Lite0 release) has other names but the same tensors in the same order: then entries are
+    matched by position and shape. Extra trailing entries (the dropped classifier) are ignored.
+    """
+    target = model.state_dict()
+    if set(target) <= set(state):
+        mapped = {k: state[k] for k in target}
+    else:
+        source_items = list(state.items())
+        if len(source_items) < len(target):
+            raise ValueError(
+                f"{source}: has {len(source_items)} tensors, the backbone needs {len(target)}; wrong architecture?"
+            )
+        mapped = {}
+        for (key, tensor), (src_key, src_tensor) in zip(target.items(), source_items):
+            if tuple(tensor.shape) != tuple(src_tensor.shape):
+                raise ValueError(
+                    f"{source}: tensor {src_key!r} has shape {tuple(src_tensor.shape)} but the backbone's {key!r} "
+                    f"expects {tuple(tensor.shape)}; the weights do not belong to this architecture"
+                )
+            mapped[key] = src_tensor
+        extra = [k for k, _ in source_items[len(target):]]
+        if extra:
+            logger.info("%s: ignored %d trailing tensors (classifier): %s", source, len(extra), extra)
+    model.load_state_dict(mapped, strict=True)

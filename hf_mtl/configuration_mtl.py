@@ -1,0 +1,95 @@
+"""Configuration of a multi-task model: the backbone spec plus the ordered task specs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from .tasks import TaskSpec
+
+BACKBONE_LIBRARIES = ("timm", "transformers")
+POOLING_MODES = ("auto", "cls", "mean", "pooler")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class MultiTaskConfig(PretrainedConfig):
+    r"""Configuration of [`MultiTaskModel`].
+
+    Args:
+        backbone (`str`): a timm model name (e.g. `"tf_efficientnet_lite0"`) or a transformers model id / local path.
+        backbone_library (`str`): `"timm"` or `"transformers"`.
+        backbone_config (`dict`, *optional*): the transformers backbone's own config (`AutoConfig.to_dict()`), kept so a
+            saved model rebuilds offline without downloading anything.
+        backbone_kwargs (`dict`, *optional*): extra keyword arguments for `timm.create_model` (e.g. `in_chans`).
+        pooling (`str`): how a transformers backbone's hidden states become one vector: `"auto"` (pooled output of
+            vision convnets, masked mean over tokens otherwise), `"cls"`, `"mean"` or `"pooler"`. timm backbones
+            always use their own global pooling.
+        tasks (`list[dict]`): the ordered task specs (see [`TaskSpec`]).
+        backbone_license (`str`, *optional*): license of the pretrained backbone weights, for the model card.
+    """
+
+    model_type = "hf_mtl"
+
+    backbone: str | None = None
+    backbone_library: str = "timm"
+    backbone_config: dict[str, Any] | None = None
+    backbone_kwargs: dict[str, Any] | None = None
+    pooling: str = "auto"
+    tasks: list[dict[str, Any]] | None = None
+    backbone_license: str | None = None
+    hf_mtl_version: str | None = None
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        if self.backbone_library not in BACKBONE_LIBRARIES:
+            raise ValueError(
+                f"backbone_library must be one of {BACKBONE_LIBRARIES}, got {self.backbone_library!r}"
+            )
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+        self.backbone_kwargs = dict(self.backbone_kwargs or {})
+        self.set_tasks([TaskSpec.from_dict(task) for task in (self.tasks or [])])
+        self._check_version()
+        if self.hf_mtl_version is None:
+            self.hf_mtl_version = _version()
+        super().__post_init__(**kwargs)
+
+    def _check_version(self) -> None:
+        """A config written by a newer major.minor hf_mtl may use fields this one does not know: say so up front."""
+        if self.hf_mtl_version is None:
+            return
+        saved = tuple(int(x) for x in self.hf_mtl_version.split(".")[:2] if x.isdigit())
+        ours = tuple(int(x) for x in _version().split(".")[:2] if x.isdigit())
+        if saved > ours:
+            raise ValueError(
+                f"this config was written by hf_mtl {self.hf_mtl_version}, newer than the installed {_version()}; "
+                "upgrade hf_mtl (`pip install -U hf-mtl`) to load it"
+            )
+
+    @property
+    def task_specs(self) -> list[TaskSpec]:
+        """The tasks as validated [`TaskSpec`] objects, in config order."""
+        return [TaskSpec.from_dict(task) for task in self.tasks or []]
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task["name"] for task in self.tasks or []]
+
+    def get_task(self, name: str) -> TaskSpec:
+        for spec in self.task_specs:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no task named {name!r}; the model's tasks are {self.task_names}")
+
+    def set_tasks(self, specs: list[TaskSpec]) -> None:
+        """Replace the task list (validated as on construction)."""
+        names = [spec.name for spec in specs]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate task names {duplicates}: every task needs its own name")
+        self.tasks = [spec.to_dict() for spec in specs]

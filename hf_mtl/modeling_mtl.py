@@ -1,0 +1,178 @@
+"""The multi-task model: one shared backbone, one head per task."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .backbones import Backbone, backbone_config_dict, detect_backbone_library, load_timm_weights, read_state_dict
+from .configuration_mtl import MultiTaskConfig
+from .heads import TaskHead
+from .losses import multitask_loss
+from .tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MultiTaskOutput(ModelOutput):
+    """Output of [`MultiTaskModel`].
+
+    Args:
+        loss: weighted sum of the masked per-task losses (only when `labels` are given).
+        logits: task name → raw outputs `(batch, n_outputs)` (multiclass: one per class; regression: values).
+        task_losses: task name → that task's normalised loss, before its weight.
+        pooled_features: the backbone's pooled features `(batch, num_features)`, shared by every head.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: dict[str, torch.Tensor] | None = None
+    task_losses: dict[str, torch.Tensor] | None = None
+    pooled_features: torch.FloatTensor | None = None
+
+
+class MultiTaskPreTrainedModel(PreTrainedModel):
+    config_class = MultiTaskConfig
+    base_model_prefix = "mtl"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Only heads are ours to initialise; backbone modules keep their library's own init (or loaded weights)."""
+        if isinstance(module, TaskHead):
+            for layer in module.modules():
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+
+
+class MultiTaskModel(MultiTaskPreTrainedModel):
+    """A shared backbone and one head per task; `forward` returns a [`MultiTaskOutput`]."""
+
+    def __init__(self, config: MultiTaskConfig) -> None:
+        super().__init__(config)
+        if not config.tasks:
+            raise ValueError("MultiTaskConfig has no tasks; give at least one task spec")
+        if not config.backbone:
+            raise ValueError("MultiTaskConfig has no backbone; give a timm model name or a transformers model id/path")
+        self.backbone = Backbone(config)
+        self.heads = nn.ModuleDict({spec.name: TaskHead(self.backbone.num_features, spec) for spec in config.task_specs})
+        self._specs_cache: tuple[Any, list[TaskSpec]] | None = None
+        self.main_input_name = self.backbone.input_names[0]
+        self.post_init()
+
+    @property
+    def task_specs(self) -> list[TaskSpec]:
+        """Validated task specs, cached while the config's task list is unchanged."""
+        key = repr(self.config.tasks)
+        if self._specs_cache is None or self._specs_cache[0] != key:
+            self._specs_cache = (key, self.config.task_specs)
+        return self._specs_cache[1]
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: str,
+        tasks: Sequence[TaskSpec | Mapping[str, Any]],
+        *,
+        library: str | None = None,
+        weights: str | bool | None = True,
+        pooling: str = "auto",
+        backbone_kwargs: dict[str, Any] | None = None,
+        backbone_license: str | None = None,
+        **config_kwargs: Any,
+    ) -> MultiTaskModel:
+        """Put fresh task heads on a pretrained backbone.
+
+        Args:
+            backbone: a timm model name or a transformers model id / local folder.
+            tasks: task specs (dicts or [`TaskSpec`]).
+            library: `"timm"` or `"transformers"`; detected from the name when omitted.
+            weights: `True` loads the backbone's pretrained weights the library's usual way (the Hub, or a local
+                transformers folder), a path loads a timm weights file (safetensors or a PyTorch state dict),
+                `False`/`None` keeps a random initialisation.
+        """
+        library = library or detect_backbone_library(backbone)
+        specs = [TaskSpec.from_dict(dict(t) if isinstance(t, Mapping) else t) for t in tasks]
+        backbone_config = backbone_config_dict(backbone) if library == "transformers" else None
+        config = MultiTaskConfig(
+            backbone=backbone,
+            backbone_library=library,
+            backbone_config=backbone_config,
+            backbone_kwargs=backbone_kwargs or {},
+            pooling=pooling,
+            tasks=[s.to_dict() for s in specs],
+            backbone_license=backbone_license,
+            **config_kwargs,
+        )
+        model = cls(config)
+        # post_init() ran in __init__ and re-initialises weights: pretrained weights are loaded after it.
+        if weights:
+            model.load_backbone_weights(weights)
+        return model
+
+    def load_backbone_weights(self, weights: str | bool = True) -> None:
+        """Load pretrained backbone weights into this model (heads untouched)."""
+        name = self.config.backbone
+        if self.config.backbone_library == "timm":
+            if weights is True:
+                import timm
+
+                pretrained = timm.create_model(name, pretrained=True, num_classes=0, **self.config.backbone_kwargs)
+                state, source = pretrained.state_dict(), f"timm pretrained {name}"
+            else:
+                state, source = read_state_dict(weights), str(weights)
+            load_timm_weights(self.backbone.model, state, source=source)
+        else:
+            from transformers import AutoModel
+
+            source = name if weights is True else str(weights)
+            pretrained = AutoModel.from_pretrained(source)
+            missing, unexpected = self.backbone.model.load_state_dict(pretrained.state_dict(), strict=False)
+            if missing:
+                raise ValueError(f"{source}: pretrained weights lack {len(missing)} backbone tensors, e.g. {missing[:3]}")
+            if unexpected:
+                logger.info("%s: ignored %d unexpected tensors", source, len(unexpected))
+        logger.info("loaded pretrained backbone weights from %s", source)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        input_values: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        labels: Mapping[str, torch.Tensor] | None = None,
+        num_items_in_batch: Mapping[str, torch.Tensor | int] | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> MultiTaskOutput | tuple:
+        r"""
+        features: precomputed pooled backbone features (the frozen-feature cache); skips the backbone.
+        labels: task name → labels; missing labels are `-100` or NaN.
+        num_items_in_batch: task name → present-label count of the effective batch (set by the Trainer).
+        """
+        if features is None:
+            features = self.backbone(
+                pixel_values=pixel_values,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                input_values=input_values,
+            )
+        logits = {name: head(features) for name, head in self.heads.items()}
+        loss = task_losses = None
+        if labels is not None:
+            unknown = sorted(set(labels) - set(logits))
+            if unknown:
+                raise ValueError(f"labels for unknown tasks {unknown}; the model's tasks are {list(logits)}")
+            loss, task_losses = multitask_loss(self.task_specs, logits, labels, num_items=num_items_in_batch)
+        output = MultiTaskOutput(loss=loss, logits=logits, task_losses=task_losses, pooled_features=features)
+        return output if return_dict is not False else output.to_tuple()

@@ -1,0 +1,113 @@
+"""[`MultiTaskTrainer`]: the stock Trainer with the masked multi-task loss and exact normalisation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from .data import MultiTaskDataCollator
+from .losses import count_present_labels, multitask_loss
+from .training_args import MultiTaskTrainingArguments
+
+
+class MultiTaskTrainer(Trainer):
+    """Train a [`MultiTaskModel`] on batches whose `labels` are a dict task → tensor with missing labels as -100.
+
+    Each task's loss is normalised by its number of present labels in the whole effective batch: every micro-batch of
+    the gradient-accumulation window on every process. So k accumulated micro-batches give the gradient of one batch
+    of the same samples, and N processes the gradient of one process with N times the batch.
+    """
+
+    # compute_loss normalises over the whole accumulation window itself.
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, model=None, args: MultiTaskTrainingArguments | None = None, data_collator=None, **kwargs: Any):
+        if args is None:
+            args = MultiTaskTrainingArguments(output_dir="hf_mtl_output")
+        if data_collator is None and model is not None:
+            data_collator = MultiTaskDataCollator(model.task_specs, tokenizer=kwargs.get("processing_class"))
+        super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
+        self._task_loss_sums: dict[str, torch.Tensor] = {}
+        self._task_counts: dict[str, torch.Tensor] = {}
+
+    @property
+    def task_specs(self):
+        return self.accelerator.unwrap_model(self.model).task_specs
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> dict[str, torch.Tensor] | None:
+        """Present labels per task over the accumulation window, summed over processes."""
+        if not batch_samples or not isinstance(batch_samples[0].get("labels"), Mapping):
+            return None
+        specs = self.task_specs
+        totals = torch.zeros(len(specs), dtype=torch.long, device=device)
+        for batch in batch_samples:
+            counts = count_present_labels(specs, batch["labels"])
+            totals += torch.stack([counts[s.name].to(device) for s in specs])
+        if self.args.world_size > 1:
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        return {spec.name: totals[i] for i, spec in enumerate(specs)}
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Mapping[str, torch.Tensor] | None = None,
+    ):
+        labels = inputs.pop("labels", None)
+        outputs = model(**inputs)
+        if labels is None:
+            raise ValueError("the batch has no `labels`; MultiTaskTrainer needs a label dict task → tensor to train")
+        specs = self.task_specs
+        loss, task_losses = multitask_loss(specs, outputs.logits, labels, num_items=num_items_in_batch)
+        if num_items_in_batch is not None and self.args.world_size > 1:
+            # DDP averages gradients over processes; the loss is normalised by a global count, so undo the mean.
+            loss = loss * self.accelerator.num_processes
+        if model.training and self.args.log_task_losses:
+            self._accumulate_task_losses(specs, task_losses, labels, num_items_in_batch)
+        outputs.loss, outputs.task_losses = loss, task_losses
+        return (loss, outputs) if return_outputs else loss
+
+    def _accumulate_task_losses(self, specs, task_losses, labels, num_items) -> None:
+        counts = count_present_labels(specs, labels)
+        for spec in specs:
+            count = counts[spec.name].to(task_losses[spec.name].device)
+            normaliser = count if num_items is None else num_items[spec.name]
+            loss_sum = task_losses[spec.name].detach() * torch.as_tensor(normaliser).clamp(min=1)
+            self._task_loss_sums[spec.name] = self._task_loss_sums.get(spec.name, 0) + loss_sum.float()
+            self._task_counts[spec.name] = self._task_counts.get(spec.name, 0) + count
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add `loss_<task>` (mean over present labels since the last log, all processes) to training logs."""
+        if "loss" in logs and self._task_loss_sums:
+            names = list(self._task_loss_sums)
+            sums = torch.stack([torch.as_tensor(self._task_loss_sums[n]).float() for n in names])
+            counts = torch.stack([torch.as_tensor(self._task_counts[n]).float() for n in names]).to(sums.device)
+            if self.args.world_size > 1:
+                sums = self.accelerator.reduce(sums, reduction="sum")
+                counts = self.accelerator.reduce(counts.to(sums.device), reduction="sum")
+            for name, total, count in zip(names, sums.tolist(), counts.tolist()):
+                if count > 0:
+                    logs[f"loss_{name}"] = round(total / count, 6)
+            self._task_loss_sums, self._task_counts = {}, {}
+        super().log(logs, start_time)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Keep logits and labels as dicts task → tensor, so the eval loop gathers them per task."""
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
+        with torch.no_grad(), self.compute_loss_context_manager():
+            if labels is not None:
+                loss, outputs = self.compute_loss(model, dict(inputs), return_outputs=True)
+                loss = loss.detach()
+            else:
+                loss, outputs = None, model(**inputs)
+        if prediction_loss_only:
+            return loss, None, None
+        logits = {name: value.detach() for name, value in outputs.logits.items()}
+        labels = {name: value.detach() for name, value in labels.items()} if labels is not None else None
+        return loss, logits, labels
