@@ -45,7 +45,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from tests.hub_fixtures import LocalHubHandle, local_hub  # noqa: F401 - pytest fixture
+from tests.hub_fixtures import LocalHubHandle  # the `local_hub` fixture comes from tests/conftest.py
 from tests.hub_server import LocalHub
 
 BINARY = bytes(range(256)) * 4 + b"\x00\xff\x00"
