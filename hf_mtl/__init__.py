@@ -8,6 +8,8 @@ from .configuration_mtl import MultiTaskConfig
 from .losses import count_present_labels, multitask_loss
 from .modeling_mtl import MultiTaskModel, MultiTaskOutput
 from .tasks import MISSING, TASK_TYPES, TaskSpec
+from .trainer import MultiTaskTrainer
+from .training_args import MultiTaskTrainingArguments
 
 AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
@@ -18,6 +20,8 @@ __all__ = [
     "MultiTaskConfig",
     "MultiTaskModel",
     "MultiTaskOutput",
+    "MultiTaskTrainer",
+    "MultiTaskTrainingArguments",
     "TaskSpec",
     "count_present_labels",
     "multitask_loss",

@@ -67,7 +67,13 @@ class Backbone(nn.Module):
             self.model = AutoModel.from_config(AutoConfig.for_model(model_type, **backbone_cfg))
             self.num_features = _feature_size(self.model.config)
             accepted = inspect.signature(self.model.forward).parameters
-            self._input_names = tuple(name for name in TRANSFORMERS_INPUT_NAMES if name in accepted)
+            names = [name for name in TRANSFORMERS_INPUT_NAMES if name in accepted]
+            # The backbone's main input (input_ids / pixel_values / input_values) comes first: it is ours too.
+            main = getattr(self.model, "main_input_name", None)
+            if main in names:
+                names.remove(main)
+                names.insert(0, main)
+            self._input_names = tuple(names)
 
     @property
     def input_names(self) -> tuple[str, ...]:

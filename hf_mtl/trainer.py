@@ -59,9 +59,9 @@ class MultiTaskTrainer(Trainer):
         num_items_in_batch: Mapping[str, torch.Tensor] | None = None,
     ):
         labels = inputs.pop("labels", None)
-        outputs = model(**inputs)
         if labels is None:
             raise ValueError("the batch has no `labels`; MultiTaskTrainer needs a label dict task → tensor to train")
+        outputs = model(**inputs)
         specs = self.task_specs
         loss, task_losses = multitask_loss(specs, outputs.logits, labels, num_items=num_items_in_batch)
         if num_items_in_batch is not None and self.args.world_size > 1:

@@ -18,11 +18,12 @@ MIXED_TASKS = [
 ]
 
 
-def tiny_bert_config() -> BertConfig:
-    return BertConfig(
+def tiny_bert_config(**overrides) -> BertConfig:
+    kwargs = dict(
         vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
         max_position_embeddings=32,
     )
+    return BertConfig(**{**kwargs, **overrides})
 
 
 def timm_model(tasks=MIXED_TASKS, seed: int = 0, **config_kwargs) -> MultiTaskModel:
@@ -30,12 +31,12 @@ def timm_model(tasks=MIXED_TASKS, seed: int = 0, **config_kwargs) -> MultiTaskMo
     return MultiTaskModel(MultiTaskConfig(backbone=TIMM_BACKBONE, backbone_library="timm", tasks=tasks, **config_kwargs))
 
 
-def bert_model(tasks=MIXED_TASKS, seed: int = 0, pooling: str = "mean") -> MultiTaskModel:
+def bert_model(tasks=MIXED_TASKS, seed: int = 0, pooling: str = "mean", **bert_overrides) -> MultiTaskModel:
     torch.manual_seed(seed)
     config = MultiTaskConfig(
         backbone="tiny-bert",
         backbone_library="transformers",
-        backbone_config=tiny_bert_config().to_dict(),
+        backbone_config=tiny_bert_config(**bert_overrides).to_dict(),
         pooling=pooling,
         tasks=tasks,
     )
