@@ -7,22 +7,32 @@ from transformers import AutoConfig, AutoModel
 from .configuration_mtl import MultiTaskConfig
 from .losses import count_present_labels, multitask_loss
 from .modeling_mtl import MultiTaskModel, MultiTaskOutput
+from .pipeline import PIPELINE_TASK, MultiTaskClassificationPipeline, register_pipeline
+from .preprocessing import TimmImageProcessor, build_processor, dataset_transform, preprocess, register_processors
 from .tasks import MISSING, TASK_TYPES, TaskSpec
 from .trainer import MultiTaskTrainer
 from .training_args import MultiTaskTrainingArguments
 
 AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
+register_processors()
+register_pipeline()
 
 __all__ = [
     "MISSING",
+    "PIPELINE_TASK",
     "TASK_TYPES",
     "MultiTaskConfig",
     "MultiTaskModel",
     "MultiTaskOutput",
+    "MultiTaskClassificationPipeline",
     "MultiTaskTrainer",
     "MultiTaskTrainingArguments",
     "TaskSpec",
+    "TimmImageProcessor",
+    "build_processor",
+    "dataset_transform",
+    "preprocess",
     "count_present_labels",
     "multitask_loss",
 ]

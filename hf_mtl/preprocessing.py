@@ -1,0 +1,318 @@
+"""Preprocessing from the backbone: the processor that turns raw images / texts / audio into model inputs.
+
+timm backbones get a [`TimmImageProcessor`]: timm's own ``resolve_data_config`` + ``create_transform`` (eval and train
+transforms) inside a transformers image processor, so it saves with ``save_pretrained`` and reloads with
+``AutoImageProcessor.from_pretrained`` beside the model (transformers' ``TimmWrapperImageProcessor`` refuses to save).
+transformers backbones use the backbone folder's own tokenizer / image processor / feature extractor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer
+from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
+from transformers.image_processing_utils import BaseImageProcessor
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+TRAIN_TRANSFORM_DEFAULTS: dict[str, Any] = {"hflip": 0.5, "color_jitter": 0.0, "scale": (0.5, 1.0)}
+"""timm ``create_transform(is_training=True)`` options used unless overridden: mild augmentation that suits small
+fine-tuning sets (timm's ImageNet defaults crop down to 8% of the image)."""
+
+
+def load_image(image: Any, mode: str = "RGB") -> Image.Image:
+    """A PIL image, a path, a numpy array (HW, HWC or CHW) or a tensor → a PIL image in ``mode``."""
+    if isinstance(image, (str, os.PathLike)):
+        if not os.path.isfile(image):
+            raise FileNotFoundError(f"image file {os.fspath(image)!r} does not exist")
+        with Image.open(image) as opened:
+            image = opened.copy()
+    elif isinstance(image, dict) and ("bytes" in image or "path" in image):  # a datasets Image() column, undecoded
+        import io
+
+        image = Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") else load_image(image["path"], mode)
+    elif isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+            array = array.transpose(1, 2, 0)  # CHW → HWC
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if array.dtype != np.uint8:
+            scale = 255.0 if array.size and float(np.nanmax(array)) <= 1.0 else 1.0
+            array = np.clip(array * scale, 0, 255).astype(np.uint8)
+        if array.ndim not in (2, 3):
+            raise ValueError(f"an image array must be HW, HWC or CHW, got shape {image.shape}")
+        image = Image.fromarray(array)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"cannot read an image from {type(image).__name__}; give PIL images, arrays or file paths")
+    return image if image.mode == mode else image.convert(mode)
+
+
+class TimmImageProcessor(BaseImageProcessor):
+    """timm's data config and transforms as a transformers image processor.
+
+    Args:
+        input_size: ``(channels, height, width)`` the backbone expects.
+        interpolation, mean, std, crop_pct, crop_mode: timm's data config (``timm.data.resolve_data_config``).
+        train_transform_kwargs: extra ``timm.data.create_transform(is_training=True)`` options (augmentation).
+    """
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(
+        self,
+        input_size: Sequence[int] = (3, 224, 224),
+        interpolation: str = "bicubic",
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        crop_pct: float = 0.875,
+        crop_mode: str = "center",
+        train_transform_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.input_size = [int(v) for v in input_size]
+        if len(self.input_size) != 3:
+            raise ValueError(f"input_size must be (channels, height, width), got {input_size}")
+        self.interpolation = interpolation
+        self.mean = [float(v) for v in mean]
+        self.std = [float(v) for v in std]
+        self.crop_pct = float(crop_pct)
+        self.crop_mode = crop_mode
+        self.train_transform_kwargs = {**TRAIN_TRANSFORM_DEFAULTS, **(train_transform_kwargs or {})}
+        self._transforms: dict[bool, Callable] = {}
+
+    @classmethod
+    def from_timm(
+        cls,
+        model_or_name: Any,
+        image_size: int | Sequence[int] | None = None,
+        in_chans: int | None = None,
+        train_transform_kwargs: dict[str, Any] | None = None,
+    ) -> TimmImageProcessor:
+        """Resolve timm's data config for a timm model (or architecture name), optionally at another image size."""
+        import timm
+
+        if isinstance(model_or_name, str):
+            pretrained_cfg = timm.models.get_pretrained_cfg(model_or_name.removeprefix("timm/"))
+            if pretrained_cfg is None:
+                raise ValueError(f"timm has no pretrained config for {model_or_name!r}; is it a timm model name?")
+            data_config = timm.data.resolve_data_config(pretrained_cfg.to_dict(), verbose=False)
+        else:
+            data_config = timm.data.resolve_data_config(model=model_or_name, verbose=False)
+        channels = int(in_chans or data_config["input_size"][0])
+        height, width = data_config["input_size"][1:]
+        if image_size is not None:
+            height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        mean, std = list(data_config["mean"]), list(data_config["std"])
+        if channels != len(mean):  # timm averages the stem over channels for in_chans != 3; do the same for stats
+            mean, std = [float(np.mean(mean))] * channels, [float(np.mean(std))] * channels
+        return cls(
+            input_size=(channels, int(height), int(width)),
+            interpolation=data_config["interpolation"],
+            mean=mean,
+            std=std,
+            crop_pct=data_config["crop_pct"],
+            crop_mode=data_config.get("crop_mode", "center"),
+            train_transform_kwargs=train_transform_kwargs,
+        )
+
+    @property
+    def image_mode(self) -> str:
+        return {1: "L", 3: "RGB", 4: "RGBA"}.get(self.input_size[0], "RGB")
+
+    def transform(self, train: bool = False) -> Callable:
+        """timm's ``create_transform`` for training (augmenting) or evaluation, built once."""
+        if train not in self._transforms:
+            import timm
+
+            kwargs = dict(self.train_transform_kwargs) if train else {}
+            if "scale" in kwargs and kwargs["scale"] is not None:
+                kwargs["scale"] = tuple(kwargs["scale"])
+            self._transforms[train] = timm.data.create_transform(
+                input_size=tuple(self.input_size),
+                is_training=train,
+                interpolation=self.interpolation,
+                mean=tuple(self.mean),
+                std=tuple(self.std),
+                crop_pct=self.crop_pct,
+                crop_mode=self.crop_mode,
+                **kwargs,
+            )
+        return self._transforms[train]
+
+    def preprocess(self, images: Any, train: bool = False, return_tensors: str | None = "pt", **kwargs: Any):
+        """Images (one or a list: PIL, arrays, paths) → ``BatchFeature({"pixel_values": (B, C, H, W)})``."""
+        if return_tensors not in ("pt", None):
+            raise ValueError(f"TimmImageProcessor returns PyTorch tensors; return_tensors={return_tensors!r}")
+        if isinstance(images, (Image.Image, str, os.PathLike)) or (
+            isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim <= 3
+        ):
+            images = [images]
+        transform = self.transform(train)
+        pixel_values = torch.stack([transform(load_image(image, self.image_mode)) for image in images])
+        return BatchFeature({"pixel_values": pixel_values}, tensor_type=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        output.pop("_transforms", None)
+        if output.get("train_transform_kwargs", {}).get("scale") is not None:
+            output["train_transform_kwargs"]["scale"] = list(output["train_transform_kwargs"]["scale"])
+        return output
+
+
+def _input_kind(config: Any) -> str:
+    """Which raw input a transformers backbone reads: ``"text"``, ``"image"`` or ``"audio"``."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    backbone_cfg = dict(config.backbone_config or {})
+    model_type = backbone_cfg.pop("model_type", None)
+    main_input = "input_ids"
+    if model_type is not None:
+        model_class = MODEL_MAPPING.get(type(AutoConfig.for_model(model_type)), None)
+        if isinstance(model_class, (list, tuple)):
+            model_class = model_class[0]
+        main_input = getattr(model_class, "main_input_name", "input_ids")
+    if main_input == "pixel_values":
+        return "image"
+    if main_input in ("input_values", "input_features"):
+        return "audio"
+    return "text"
+
+
+def build_processor(
+    config_or_model: Any,
+    source: str | os.PathLike | None = None,
+    *,
+    image_size: int | Sequence[int] | None = None,
+    train_transform_kwargs: dict[str, Any] | None = None,
+) -> Any:
+    """The processing object for a model's backbone.
+
+    Args:
+        config_or_model: a [`MultiTaskConfig`], a [`MultiTaskModel`] or the folder of a saved model.
+        source: where to load a saved processor from (a model folder or, for transformers backbones, the backbone's id
+            or folder). Default: the saved model folder when it holds a processor, else the backbone itself.
+        image_size: timm only: resize to this size instead of the backbone's pretraining size.
+        train_transform_kwargs: timm only: ``create_transform(is_training=True)`` options.
+
+    Returns a [`TimmImageProcessor`] for timm backbones, else the backbone's tokenizer, image processor or feature
+    extractor. All of them ``save_pretrained`` next to the model and reload with the ``Auto*`` classes.
+    """
+    model = None
+    if isinstance(config_or_model, (str, os.PathLike)):
+        folder = Path(config_or_model)
+        config = AutoConfig.from_pretrained(folder)
+        if source is None and folder.is_dir() and _holds_processor(folder):
+            source = folder
+    elif hasattr(config_or_model, "config") and hasattr(config_or_model, "backbone"):
+        model, config = config_or_model, config_or_model.config
+    else:
+        config = config_or_model
+    if getattr(config, "backbone_library", None) not in ("timm", "transformers") or not config.backbone:
+        raise ValueError(f"build_processor needs a MultiTaskConfig / MultiTaskModel / model folder, got {config!r}")
+    if config.backbone_library == "timm":
+        if source is not None:
+            return TimmImageProcessor.from_pretrained(source)
+        timm_source = model.backbone.model if model is not None else config.backbone
+        return TimmImageProcessor.from_timm(
+            timm_source,
+            image_size=image_size,
+            in_chans=config.backbone_kwargs.get("in_chans"),
+            train_transform_kwargs=train_transform_kwargs,
+        )
+    source = os.fspath(source if source is not None else config.backbone)
+    kind = _input_kind(config)
+    loader = {"text": AutoTokenizer, "image": AutoImageProcessor, "audio": AutoFeatureExtractor}[kind]
+    try:
+        return loader.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"cannot load the {kind} processor ({loader.__name__}) of backbone {config.backbone!r} from {source!r}: "
+            f"{err}. Pass `source=` a folder holding the backbone's processor files."
+        ) from err
+
+
+def _holds_processor(folder: Path) -> bool:
+    names = ("preprocessor_config.json", "tokenizer_config.json", "tokenizer.json", "processor_config.json")
+    return any((folder / name).is_file() for name in names)
+
+
+def preprocess(processor: Any, inputs: Sequence[Any], train: bool = False, **kwargs: Any) -> dict[str, torch.Tensor]:
+    """Raw inputs (PIL images, arrays, image paths, texts, audio arrays) → a dict of batched model-input tensors.
+
+    ``train=True`` applies the training augmentation (timm transforms; a random crop and flip for transformers image
+    processors, which have none of their own). Texts are padded and truncated to the tokenizer's maximum length.
+    """
+    if isinstance(inputs, (str, Image.Image)):
+        inputs = [inputs]
+    inputs = list(inputs)
+    if isinstance(processor, TimmImageProcessor):
+        return dict(processor(inputs, train=train))
+    if isinstance(processor, PreTrainedTokenizerBase):
+        bad = [i for i, text in enumerate(inputs) if not isinstance(text, str)]
+        if bad:
+            raise ValueError(f"a tokenizer needs texts; input {bad[0]} is a {type(inputs[bad[0]]).__name__}")
+        kwargs = {"padding": True, "truncation": True, **kwargs}
+        return dict(processor(inputs, return_tensors="pt", **kwargs))
+    if isinstance(processor, BaseImageProcessor):
+        images = [load_image(image) for image in inputs]
+        if train:
+            images = [_train_augment(image) for image in images]
+        return dict(processor(images=images, return_tensors="pt", **kwargs))
+    if isinstance(processor, FeatureExtractionMixin):
+        sampling_rate = getattr(processor, "sampling_rate", None)
+        arrays = [np.asarray(x["array"] if isinstance(x, dict) else x, dtype=np.float32) for x in inputs]
+        kwargs = {"padding": True, "return_attention_mask": True, **kwargs}
+        return dict(processor(arrays, sampling_rate=sampling_rate, return_tensors="pt", **kwargs))
+    raise TypeError(f"unsupported processor {type(processor).__name__}; build one with hf_mtl.build_processor")
+
+
+def _train_augment(image: Image.Image) -> Image.Image:
+    """Light augmentation for transformers image processors: random resized crop (50-100% area) and flip."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomResizedCrop(image.size[::-1], scale=(0.5, 1.0)), v2.RandomHorizontalFlip()])(image)
+
+
+def dataset_transform(
+    processor: Any, input_column: str, train: bool = False, **kwargs: Any
+) -> Callable[[dict[str, list]], dict[str, Any]]:
+    """A callable for ``Dataset.with_transform`` / ``set_transform``: replaces ``input_column`` by model inputs.
+
+    Lazy: images are decoded and (for training) augmented afresh each time a row is read, so every epoch sees new
+    augmentations. Other columns (labels) pass through; text is tokenized without padding, the collator pads.
+    """
+
+    def transform(batch: dict[str, list]) -> dict[str, Any]:
+        if input_column not in batch:
+            raise KeyError(f"dataset has no input column {input_column!r}; its columns are {sorted(batch)}")
+        out = {k: v for k, v in batch.items() if k != input_column}
+        values = batch[input_column]
+        if isinstance(processor, PreTrainedTokenizerBase):
+            encoded = processor(list(values), truncation=True, **kwargs)
+        else:
+            encoded = preprocess(processor, values, train=train, **kwargs)
+            encoded = {name: list(tensor) for name, tensor in encoded.items()}
+        out.update(encoded)
+        return out
+
+    return transform
+
+
+def register_processors() -> None:
+    """Let ``AutoImageProcessor.from_pretrained`` find [`TimmImageProcessor`] by the name it saves."""
+    from .configuration_mtl import MultiTaskConfig
+
+    AutoImageProcessor.register(MultiTaskConfig, image_processor_classes={"pil": TimmImageProcessor, "torchvision": TimmImageProcessor}, exist_ok=True)
