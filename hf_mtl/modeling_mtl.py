@@ -176,3 +176,57 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             loss, task_losses = multitask_loss(self.task_specs, logits, labels, num_items=num_items_in_batch)
         output = MultiTaskOutput(loss=loss, logits=logits, task_losses=task_losses, pooled_features=features)
         return output if return_dict is not False else output.to_tuple()
+
+    # -- sharing and prediction (hf_mtl.hub, hf_mtl.pipeline) ------------------------------------------------------
+    def get_processor(self) -> Any:
+        """The preprocessing saved with this model (at the revision it was loaded from), else the backbone's; cached."""
+        processor = getattr(self, "_processor", None)
+        if processor is None:
+            from .hub import load_processor
+
+            processor = self._processor = load_processor(self)
+        return processor
+
+    def set_processor(self, processor: Any) -> None:
+        """Use ``processor`` for `predict` and save it with the model on `push_to_hub`."""
+        self._processor = processor
+
+    def predict(
+        self, inputs: Any, *, processor: Any = None, top_k: int = 1, batch_size: int = 32
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """Predict every task for raw inputs, in batches, in eval mode, without gradients.
+
+        Args:
+            inputs: one input or a list: PIL images, numpy arrays, image paths (image backbones) or texts.
+            processor: preprocessing to use (default: [`get_processor`]).
+            top_k: how many classes multiclass tasks return.
+
+        Returns one dict per input (a dict for a single input): task name → `TaskType.decode` output, i.e. multilabel
+        `{"labels", "scores"}` (labels over their thresholds), binary `{"label", "score"}`, multiclass
+        `{"label", "score", "top_k"}`, regression `{"value"}`.
+        """
+        from .pipeline import predict
+
+        return predict(self, inputs, processor=processor, top_k=top_k, batch_size=batch_size)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        **card_kwargs: Any,
+    ):
+        """Push config, safetensors weights, processor files and a generated model card (see `hf_mtl.hub`).
+
+        `card_kwargs` (`metrics`, `per_label_metrics`, `datasets`, `training_args`, `processor`, ...) go to
+        [`hf_mtl.hub.push_to_hub`]. Returns the `CommitInfo`.
+        """
+        from .hub import push_to_hub
+
+        return push_to_hub(
+            self, repo_id, token=token, revision=revision, private=private, commit_message=commit_message,
+            create_pr=create_pr, **card_kwargs,
+        )

@@ -1,0 +1,139 @@
+"""Prediction: raw inputs → per-sample, per-task decoded outputs, as a function and as a transformers pipeline.
+
+Decoding (thresholds, top-k, values) is each task type's ``TaskType.decode``; preprocessing is
+``hf_mtl.preprocessing``. This module only batches, runs the model without gradients and puts the pieces together,
+so ``model.predict(...)`` and ``pipeline("multi-task-classification", ...)`` return the same structure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import Pipeline
+
+from .preprocessing import preprocess
+from .tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_TASK = "multi-task-classification"
+"""The transformers pipeline task registered by hf_mtl (``pipeline(PIPELINE_TASK, model=...)``)."""
+
+
+def decode_logits(specs: Sequence[TaskSpec], logits: Mapping[str, torch.Tensor], top_k: int = 1) -> list[dict[str, Any]]:
+    """Batched logits ``{task: (batch, n)}`` → one ``{task: decoded}`` dict per sample (tasks in config order).
+
+    multilabel: ``{"labels": [names over their thresholds], "scores": {name: probability}}``;
+    binary: ``{"label", "score"}``; multiclass: ``{"label", "score", "top_k": [{"label", "score"}, ...]}``;
+    regression: ``{"value"}`` (or ``{"values": {name: value}}`` for several outputs).
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    missing = [spec.name for spec in specs if spec.name not in logits]
+    if missing:
+        raise ValueError(f"the model returned no logits for tasks {missing}")
+    scores = {spec.name: spec.task_type.activate(spec, logits[spec.name].detach().float().cpu()) for spec in specs}
+    batch = next(iter(scores.values())).shape[0] if scores else 0
+    return [
+        {spec.name: spec.task_type.decode(spec, scores[spec.name][i], top_k=top_k) for spec in specs}
+        for i in range(batch)
+    ]
+
+
+def _is_single(inputs: Any) -> bool:
+    """One input (a text, an image, a path, one array) rather than a list of them."""
+    if isinstance(inputs, (str, Image.Image)) or hasattr(inputs, "__fspath__"):
+        return True
+    if isinstance(inputs, dict):  # an undecoded datasets Image() / Audio() cell
+        return True
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        return inputs.ndim <= 3
+    return False
+
+
+def predict(
+    model: Any,
+    inputs: Any,
+    *,
+    processor: Any = None,
+    top_k: int = 1,
+    batch_size: int = 32,
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """Predict every task of ``model`` for raw ``inputs``; see [`MultiTaskModel.predict`]."""
+    single = _is_single(inputs)
+    items = [inputs] if single else list(inputs)
+    if not items:
+        return []
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if processor is None:
+        processor = model.get_processor()
+    was_training = model.training
+    model.eval()
+    results: list[dict[str, Any]] = []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(items), batch_size):
+                encoded = preprocess(processor, items[start : start + batch_size])
+                encoded = {name: value.to(model.device) for name, value in encoded.items()}
+                logits = model(**encoded).logits
+                results.extend(decode_logits(model.task_specs, logits, top_k=top_k))
+    finally:
+        model.train(was_training)
+    return results[0] if single else results
+
+
+class MultiTaskClassificationPipeline(Pipeline):
+    """``pipeline("multi-task-classification", model=...)``: the same output as [`MultiTaskModel.predict`].
+
+    The processor is the one saved with the model (image processor or tokenizer), loaded at the model's revision;
+    pass ``image_processor=``/``tokenizer=``/``feature_extractor=``/``processor=`` to override it.
+    """
+
+    # transformers' generic loaders do not know hf_mtl's processors; __init__ loads the right one itself.
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = False
+    _load_video_processor = False
+
+    def __init__(self, model: Any, *args: Any, processor: Any = None, **kwargs: Any) -> None:
+        given = processor or kwargs.get("tokenizer") or kwargs.get("image_processor") or kwargs.get("feature_extractor")
+        self.mtl_processor = given if given is not None else model.get_processor()
+        from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+        # Pipeline batching pads text with the tokenizer: hand it over under the name Pipeline expects.
+        if isinstance(self.mtl_processor, PreTrainedTokenizerBase):
+            kwargs["tokenizer"] = self.mtl_processor
+        super().__init__(model, *args, **kwargs)
+        self.model.eval()  # a pipeline only infers: dropout off, batch-norm statistics frozen
+
+    def _sanitize_parameters(self, top_k: int | None = None, **kwargs: Any):
+        postprocess_params = {} if top_k is None else {"top_k": int(top_k)}
+        return {}, {}, postprocess_params
+
+    def preprocess(self, inputs: Any) -> dict[str, torch.Tensor]:
+        return preprocess(self.mtl_processor, [inputs])
+
+    def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return dict(self.model(**model_inputs).logits)
+
+    def postprocess(self, model_outputs: dict[str, torch.Tensor], top_k: int = 1) -> dict[str, Any]:
+        return decode_logits(self.model.task_specs, model_outputs, top_k=top_k)[0]
+
+
+def register_pipeline() -> None:
+    """Register the ``multi-task-classification`` task with transformers (done on ``import hf_mtl``)."""
+    from transformers import AutoModel
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    if PIPELINE_TASK in PIPELINE_REGISTRY.supported_tasks:
+        return
+    PIPELINE_REGISTRY.register_pipeline(
+        PIPELINE_TASK, pipeline_class=MultiTaskClassificationPipeline, pt_model=AutoModel, type="multimodal"
+    )
