@@ -105,11 +105,19 @@ class MultiTaskClassificationPipeline(Pipeline):
     def __init__(self, model: Any, *args: Any, processor: Any = None, **kwargs: Any) -> None:
         given = processor or kwargs.get("tokenizer") or kwargs.get("image_processor") or kwargs.get("feature_extractor")
         self.mtl_processor = given if given is not None else model.get_processor()
+        from transformers.feature_extraction_utils import FeatureExtractionMixin
+        from transformers.image_processing_utils import BaseImageProcessor
         from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-        # Pipeline batching pads text with the tokenizer: hand it over under the name Pipeline expects.
-        if isinstance(self.mtl_processor, PreTrainedTokenizerBase):
-            kwargs["tokenizer"] = self.mtl_processor
+        # Pipeline batching pads with these: hand the processor over under the name Pipeline expects.
+        for name, kind in (
+            ("tokenizer", PreTrainedTokenizerBase),
+            ("image_processor", BaseImageProcessor),
+            ("feature_extractor", FeatureExtractionMixin),
+        ):
+            if isinstance(self.mtl_processor, kind):
+                kwargs[name] = self.mtl_processor
+                break
         super().__init__(model, *args, **kwargs)
         self.model.eval()  # a pipeline only infers: dropout off, batch-norm statistics frozen
 

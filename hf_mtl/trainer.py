@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import Trainer
+from transformers.trainer_optimizer import is_optimizer_factory
+from transformers.trainer_utils import has_length
 
 from .data import MultiTaskDataCollator
 from .losses import count_present_labels, multitask_loss
@@ -33,6 +36,70 @@ class MultiTaskTrainer(Trainer):
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
         self._task_loss_sums: dict[str, torch.Tensor] = {}
         self._task_counts: dict[str, torch.Tensor] = {}
+        self._setup_transfer()
+
+    # -- transfer learning (hf_mtl.transfer) -----------------------------------------------------------------------
+    def _setup_transfer(self) -> None:
+        """Apply the transfer arguments before any training work: freeze policy, gradual unfreezing, feature cache."""
+        from . import transfer
+
+        args = self.args
+        self.freeze_choice: transfer.FreezeChoice | None = None
+        if args.freeze_policy is not None:
+            if hasattr(self.model, "peft_config"):
+                raise ValueError("the model is PEFT-wrapped (LoRA freezes the backbone itself); leave freeze_policy unset")
+            size = len(self.train_dataset) if has_length(self.train_dataset) else None
+            self.freeze_choice = transfer.apply_freeze_policy(
+                self.model, args.freeze_policy, top_n=args.freeze_top_n, num_train_samples=size
+            )
+        if args.unfreeze_every is not None and self._unfreezing_callback() is None:
+            self.add_callback(
+                transfer.GradualUnfreezingCallback(args.unfreeze_every, args.unfreeze_unit, args.unfreeze_blocks_per_stage)
+            )
+        if args.feature_cache:
+            if self._unfreezing_callback() is not None:
+                raise ValueError("feature_cache needs a backbone that stays frozen; it cannot go with gradual unfreezing")
+            cache = functools.partial(
+                transfer.cache_features, self.model, collator=self.data_collator,
+                batch_size=args.per_device_eval_batch_size, cache_dir=args.feature_cache_dir,
+            )
+            if self.train_dataset is not None:
+                self.train_dataset = cache(self.train_dataset)
+            if isinstance(self.eval_dataset, Mapping):
+                self.eval_dataset = {name: cache(dataset) for name, dataset in self.eval_dataset.items()}
+            elif self.eval_dataset is not None:
+                self.eval_dataset = cache(self.eval_dataset)
+
+    def _unfreezing_callback(self):
+        from .transfer import GradualUnfreezingCallback
+
+        found = [cb for cb in self.callback_handler.callbacks if isinstance(cb, GradualUnfreezingCallback)]
+        return found[0] if found else None
+
+    def create_optimizer(self, model=None):
+        """Layer-wise LR decay and gradual unfreezing need their own parameter groups (hf_mtl.transfer.param_groups);
+        everything else about the optimizer (class, kwargs, bitsandbytes, SageMaker) stays the stock Trainer's."""
+        unfreezing = self._unfreezing_callback() is not None
+        if self.optimizer is not None or (self.args.layer_decay is None and not unfreezing):
+            return super().create_optimizer(model)
+        from .transfer import param_groups
+
+        opt_model = self.model if model is None else model
+        saved = self.optimizer_cls_and_kwargs
+        optimizer_cls, optimizer_kwargs = saved or self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        if is_optimizer_factory(optimizer_cls) or {"params", "model", "optimizer_dict"} & set(optimizer_kwargs):
+            raise ValueError(
+                f"layer_decay / gradual unfreezing need a plain torch optimizer; optim={self.args.optim!r} builds its "
+                "own parameter groups"
+            )
+        groups = param_groups(
+            opt_model, self.args.learning_rate, self.args.weight_decay, self.args.layer_decay, include_frozen=unfreezing
+        )
+        self.optimizer_cls_and_kwargs = (optimizer_cls, {**optimizer_kwargs, "params": groups})
+        try:
+            return super().create_optimizer(model)
+        finally:
+            self.optimizer_cls_and_kwargs = saved
 
     @property
     def task_specs(self):
@@ -111,3 +178,53 @@ class MultiTaskTrainer(Trainer):
         logits = {name: value.detach() for name, value in outputs.logits.items()}
         labels = {name: value.detach() for name, value in labels.items()} if labels is not None else None
         return loss, logits, labels
+
+    # -- sharing on the Hub (hf_mtl.hub) -----------------------------------------------------------------------------
+    def last_eval_metrics(self) -> dict[str, float]:
+        """The metrics of the last evaluation logged during this run (``eval_*`` keys), or ``{}``."""
+        for entry in reversed(self.state.log_history):
+            if any(key.startswith("eval_") for key in entry):
+                return dict(entry)
+        return {}
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        per_label_metrics: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write the hf_mtl model card (eval results, per-label table and chart, recipe, usage) and the processor files
+        into ``output_dir``, so ``push_to_hub`` uploads them with the model. ``metrics`` default to the last evaluation.
+        """
+        if not self.is_world_process_zero():
+            return
+        from .hub import write_model_card
+
+        model = self.accelerator.unwrap_model(self.model)
+        if self.processing_class is None:
+            model.get_processor().save_pretrained(self.args.output_dir)
+        datasets = dataset_tags or dataset
+        write_model_card(
+            model,
+            self.args.output_dir,
+            repo_id=self.hub_model_id or self.args.hub_model_id or model_name,
+            model_name=model_name,
+            metrics=metrics if metrics is not None else self.last_eval_metrics(),
+            per_label_metrics=per_label_metrics,
+            datasets=[datasets] if isinstance(datasets, str) else datasets,
+            training_args=self.args,
+            trainer_state=self.state,
+            base_model=finetuned_from,
+            license=license,
+            tags=[tags] if isinstance(tags, str) else tags,
+            **kwargs,
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import TrainingArguments
 
@@ -22,3 +24,61 @@ class MultiTaskTrainingArguments(TrainingArguments):
     log_task_losses: bool = field(
         default=True, metadata={"help": "Log each task's mean loss over the logging window as `loss_<task>`."}
     )
+    # -- transfer learning (hf_mtl.transfer) --------------------------------------------------------------------------
+    freeze_policy: str | None = field(
+        default=None,
+        metadata={
+            "help": "What trains: `heads` (backbone frozen), `top_n` (the top `freeze_top_n` backbone blocks too), "
+            "`full`, or `auto` (picked from training samples per label and backbone size, and logged). Unset leaves "
+            "`requires_grad` as the model has it. Frozen parts keep BatchNorm statistics and dropout in eval mode."
+        },
+    )
+    freeze_top_n: int = field(
+        default=1, metadata={"help": "With freeze_policy='top_n': how many top backbone blocks (stages/layers) train."}
+    )
+    layer_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Layer-wise LR decay in (0, 1]: heads get `learning_rate`, the backbone block `d` levels below "
+            "gets `learning_rate * layer_decay**d`; works with every transformers scheduler."
+        },
+    )
+    unfreeze_every: float | None = field(
+        default=None,
+        metadata={
+            "help": "Gradual unfreezing: unfreeze `unfreeze_blocks_per_stage` more backbone blocks, top-down, every "
+            "this many epochs or steps (`unfreeze_unit`), starting from what `freeze_policy` left trainable."
+        },
+    )
+    unfreeze_unit: str = field(default="epoch", metadata={"help": "Gradual unfreezing schedule unit: epoch or step."})
+    unfreeze_blocks_per_stage: int = field(default=1, metadata={"help": "Backbone blocks unfrozen at each stage."})
+    feature_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "With a frozen backbone and un-augmented inputs, compute pooled backbone features once (an Arrow "
+            "cache keyed by backbone + preprocessing fingerprint) and train the heads on them."
+        },
+    )
+    feature_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where the feature cache lives (default: beside the dataset's cache files)."}
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (the Trainer's ``training_args.bin``, pushed with the model) never carry a token."""
+        state = dict(self.__dict__)
+        for key in state:
+            if key.endswith("_token"):
+                state[key] = None
+        return state
+
+    def __copy__(self) -> MultiTaskTrainingArguments:
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MultiTaskTrainingArguments:
+        """In-memory copies keep the token (only what is written to disk drops it)."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
