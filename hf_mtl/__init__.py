@@ -12,6 +12,7 @@ from .preprocessing import TimmImageProcessor, build_processor, dataset_transfor
 from .tasks import MISSING, TASK_TYPES, TaskSpec
 from .trainer import MultiTaskTrainer
 from .training_args import MultiTaskTrainingArguments
+from .transfer import GradualUnfreezingCallback, apply_freeze_policy, apply_lora, cache_features
 
 AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
@@ -28,6 +29,10 @@ __all__ = [
     "MultiTaskClassificationPipeline",
     "MultiTaskTrainer",
     "MultiTaskTrainingArguments",
+    "GradualUnfreezingCallback",
+    "apply_freeze_policy",
+    "apply_lora",
+    "cache_features",
     "TaskSpec",
     "TimmImageProcessor",
     "build_processor",

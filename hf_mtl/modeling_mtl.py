@@ -141,6 +141,25 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 logger.info("%s: ignored %d unexpected tensors", source, len(unexpected))
         logger.info("loaded pretrained backbone weights from %s", source)
 
+    # -- editing tasks on a trained model (hf_mtl.transfer.editing) ----------------------------------------------
+    def add_task(self, spec: TaskSpec | Mapping[str, Any]) -> TaskSpec:
+        """Add a task with a fresh head; the backbone and the other heads are kept."""
+        from .transfer.editing import add_task
+
+        return add_task(self, spec)
+
+    def replace_task(self, spec: TaskSpec | Mapping[str, Any], old_name: str | None = None) -> TaskSpec:
+        """Give a task a new spec (e.g. a new label set) and a fresh head, in the same position."""
+        from .transfer.editing import replace_task
+
+        return replace_task(self, spec, old_name=old_name)
+
+    def remove_task(self, name: str) -> None:
+        """Remove a task and its head."""
+        from .transfer.editing import remove_task
+
+        remove_task(self, name)
+
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,

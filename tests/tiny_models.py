@@ -90,3 +90,11 @@ def synthetic_rows(n: int, seed: int = 0, missing: float = 0.2):
             row["tags"][0] = None  # a single missing label inside a multilabel list
         rows.append(row)
     return rows
+
+
+def synthetic_dataset(n: int, seed: int = 0, missing: float = 0.2):
+    """``synthetic_rows`` as a ``datasets.Dataset`` (``pixel_values`` as tensors, label columns as Python values)."""
+    from datasets import Dataset
+
+    rows = [{**row, "pixel_values": row["pixel_values"].numpy()} for row in synthetic_rows(n, seed=seed, missing=missing)]
+    return Dataset.from_list(rows).with_format("torch", columns=["pixel_values"], output_all_columns=True)

@@ -1,0 +1,174 @@
+"""Frozen-backbone feature cache: run a frozen backbone over a dataset once and train the heads on its pooled features.
+
+The cache is an Arrow dataset on disk (``save_to_disk``) named by a fingerprint of the backbone (config and every
+weight and buffer) and of the preprocessing (the ``datasets`` fingerprint, which covers the data and any
+``with_transform`` / ``map`` applied, plus the collator's tokenizer). Change either and the key changes, so a stale
+cache is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import torch
+from torch import nn
+
+from .blocks import unwrap_multitask_model
+
+logger = logging.getLogger(__name__)
+
+FEATURES_COLUMN = "features"
+
+
+def backbone_fingerprint(model: nn.Module) -> str:
+    """A hash of everything that decides the backbone's pooled features: its config, weights and buffers."""
+    base = unwrap_multitask_model(model)
+    config = base.config
+    digest = hashlib.sha256()
+    spec = {
+        "backbone": config.backbone,
+        "library": config.backbone_library,
+        "backbone_config": config.backbone_config,
+        "backbone_kwargs": config.backbone_kwargs,
+        "pooling": config.pooling,
+    }
+    digest.update(json.dumps(spec, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(base.backbone.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def preprocessing_fingerprint(dataset: Any, collator: Any) -> str:
+    """A hash of the dataset's content and transforms (its ``datasets`` fingerprint) and of how the collator turns
+    rows into model inputs (its tokenizer and input names; label handling does not change features)."""
+    from datasets.fingerprint import Hasher
+
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    if fingerprint is None:
+        raise TypeError(f"the feature cache needs a datasets.Dataset (with a fingerprint), got {type(dataset).__name__}")
+    parts = {"dataset": fingerprint, "format": repr(dataset.format)}
+    if hasattr(collator, "input_names"):
+        parts["collator"] = Hasher.hash((type(collator).__qualname__, getattr(collator, "tokenizer", None),
+                                         collator.input_names))
+    else:
+        parts["collator"] = Hasher.hash(collator)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def default_cache_dir(dataset: Any) -> str:
+    """Beside the dataset's own Arrow cache files when it has some, else under the ``datasets`` cache."""
+    files = getattr(dataset, "cache_files", None)
+    if files:
+        return os.path.join(os.path.dirname(files[0]["filename"]), "hf_mtl_features")
+    import datasets
+
+    return os.path.join(str(datasets.config.HF_DATASETS_CACHE), "hf_mtl_features")
+
+
+def cache_features(
+    model: nn.Module,
+    dataset: Any,
+    collator: Any = None,
+    *,
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    keep_columns: list[str] | None = None,
+    check_augmentation: bool = True,
+) -> Any:
+    """The dataset as pooled backbone ``features`` plus its label columns, computed once and cached on disk.
+
+    Args:
+        model: a [`MultiTaskModel`] whose backbone is frozen.
+        dataset: a ``datasets.Dataset`` of model inputs (or raw inputs with a preprocessing ``with_transform``).
+        collator: turns rows into model inputs; default a [`MultiTaskDataCollator`] for the model's tasks.
+        keep_columns: columns kept beside ``features``; default the task label columns the dataset has.
+        check_augmentation: preprocess the first rows twice and refuse to cache if they differ (random augmentation
+            would be frozen into the cache).
+    Returns:
+        A dataset with a ``features`` column (torch format) that [`MultiTaskModel.forward`] takes instead of inputs.
+    """
+    import datasets
+
+    from ..data import MultiTaskDataCollator
+
+    base = unwrap_multitask_model(model)
+    trainable = [name for name, p in base.backbone.named_parameters() if p.requires_grad]
+    if trainable:
+        raise ValueError(
+            f"cannot cache features of a backbone that trains ({len(trainable)} trainable tensors, e.g. "
+            f"{trainable[0]!r}): the cache would go stale; freeze it first (freeze_policy='heads')"
+        )
+    collator = collator if collator is not None else MultiTaskDataCollator(base.task_specs)
+    if keep_columns is None:
+        label_columns = getattr(collator, "label_columns", {}) or {}
+        wanted = {label_columns.get(name, name) for name in base.config.task_names}
+        keep_columns = [c for c in dataset.column_names if c in wanted]
+    key = hashlib.sha256(
+        (backbone_fingerprint(base) + preprocessing_fingerprint(dataset, collator) + repr(keep_columns)).encode()
+    ).hexdigest()[:24]
+    path = os.path.join(os.fspath(cache_dir or default_cache_dir(dataset)), f"features-{key}")
+    if os.path.isdir(path):
+        logger.info("feature cache hit: %s", path)
+        return _as_training_dataset(datasets.load_from_disk(path))
+    if check_augmentation:
+        _check_deterministic(dataset, collator)
+    features = compute_features(base, dataset, collator, batch_size=batch_size)
+    raw = dataset.with_format(None).select_columns(keep_columns).flatten_indices()
+    table = raw.add_column(FEATURES_COLUMN, list(features.numpy()))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
+    try:
+        table.save_to_disk(tmp)
+        os.replace(tmp, path)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.isdir(path):
+            raise
+    logger.info("feature cache written: %s (%d rows, %d features)", path, len(table), features.shape[1])
+    return _as_training_dataset(datasets.load_from_disk(path))
+
+
+@torch.no_grad()
+def compute_features(model: nn.Module, dataset: Any, collator: Any, batch_size: int = 64) -> torch.Tensor:
+    """Pooled backbone features of every row, in order, with the backbone in eval mode."""
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    base = unwrap_multitask_model(model)
+    backbone = base.backbone
+    was_training = backbone.training
+    backbone.eval()
+    device = next(backbone.parameters()).device
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
+    chunks = []
+    try:
+        for batch in tqdm(loader, desc="caching backbone features", disable=len(loader) < 2):
+            inputs = {k: v.to(device) for k, v in batch.items() if k in backbone.input_names}
+            chunks.append(backbone(**inputs).float().cpu())
+    finally:
+        backbone.train(was_training)
+    return torch.cat(chunks)
+
+
+def _check_deterministic(dataset: Any, collator: Any, rows: int = 2) -> None:
+    indices = list(range(min(rows, len(dataset))))
+    first = collator([dataset[i] for i in indices])
+    second = collator([dataset[i] for i in indices])
+    for name, value in first.items():
+        if isinstance(value, torch.Tensor) and not torch.equal(value, second[name]):
+            raise ValueError(
+                f"preprocessing gives different {name!r} for the same rows: the inputs are randomly augmented, so "
+                "cached features would freeze one augmentation; cache only un-augmented data (e.g. train=False)"
+            )
+
+
+def _as_training_dataset(dataset: Any) -> Any:
+    return dataset.with_format("torch", columns=[FEATURES_COLUMN], output_all_columns=True)
