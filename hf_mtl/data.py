@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from .tasks import TaskSpec
+from .tasks import TaskSpec, is_missing_value
+
+logger = logging.getLogger(__name__)
 
 MODEL_INPUT_NAMES = ("pixel_values", "input_ids", "attention_mask", "token_type_ids", "input_values", "features")
 
@@ -18,21 +21,59 @@ def encode_labels(
     rows: Sequence[Mapping[str, Any]],
     label_columns: Mapping[str, str] | None = None,
     row_offset: int = 0,
+    known_label_columns: Mapping[str, str] | None = None,
+    features: Mapping[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Rows with one label column per task → ``{task: tensor}``; a task whose column a row lacks is missing."""
+    """Rows with one label column per task → ``{task: tensor}``; a task whose column a row lacks is missing.
+
+    ``known_label_columns`` maps a multilabel task to a column listing the label names that were annotated: with it the
+    task column lists the positive names and labels outside ``known`` are missing rather than negative. ``features``
+    (a dataset's ``Features``) turns ``ClassLabel`` ids into names (``-1`` is missing, as in ``datasets``).
+    """
     label_columns = dict(label_columns or {})
+    known_label_columns = dict(known_label_columns or {})
     labels: dict[str, torch.Tensor] = {}
     for spec in specs:
         column = label_columns.get(spec.name, spec.name)
+        known_column = known_label_columns.get(spec.name)
+        feature = features.get(column) if features is not None else None
         task_type = spec.task_type
         values = []
         for i, row in enumerate(rows):
             if column in row:
-                values.append(task_type.encode(spec, row[column], where=f"column {column!r}, row {row_offset + i}"))
+                value = _user_value(row[column], feature)
+                has_known = isinstance(value, dict) and value.get("known") is not None
+                if known_column is not None and not has_known and not is_missing_value(value):
+                    known = _user_value(row.get(known_column), features.get(known_column) if features else None)
+                    known = known["positive"] if isinstance(known, dict) else known
+                    value = {**value, "known": known} if isinstance(value, dict) else {"positive": value, "known": known}
+                values.append(task_type.encode(spec, value, where=f"column {column!r}, row {row_offset + i}"))
             else:
                 values.append(task_type.missing(spec))
         labels[spec.name] = torch.tensor(values, dtype=task_type.label_dtype)
     return labels
+
+
+def _class_label(feature: Any) -> tuple[Any, bool]:
+    """``(ClassLabel, is_list)`` when ``feature`` is a ClassLabel or a list of ClassLabel, else ``(None, False)``."""
+    import datasets
+
+    if isinstance(feature, datasets.ClassLabel):
+        return feature, False
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, datasets.ClassLabel):
+        return inner, True
+    return None, False
+
+
+def _user_value(value: Any, feature: Any) -> Any:
+    """A stored label → what ``TaskType.encode`` reads: ClassLabel ids become names; ``-1`` ids become missing."""
+    class_label, is_list = _class_label(feature)
+    if class_label is None or value is None:
+        return value
+    if is_list:  # Sequence(ClassLabel) holds the ids of the positive labels
+        return {"positive": [class_label.int2str(int(v)) for v in value if int(v) >= 0]}
+    return None if int(value) < 0 else class_label.int2str(int(value))
 
 
 def _stack(name: str, values: list[Any]) -> torch.Tensor:
@@ -55,6 +96,9 @@ class MultiTaskDataCollator:
         tokenizer: pads text inputs (``input_ids``/``attention_mask``) when given.
         label_columns: task name → dataset column, when a column is not named after its task.
         input_names: which row fields are model inputs; other fields (raw text, image objects, ids) are dropped.
+        known_label_columns: multilabel task → column of the label names that were annotated (the task column then
+            lists positive names; other labels are missing, not negative).
+        features: the dataset's ``Features``, so ``ClassLabel`` / ``Sequence(ClassLabel)`` ids decode to names.
     """
 
     def __init__(
@@ -63,11 +107,15 @@ class MultiTaskDataCollator:
         tokenizer: Any = None,
         label_columns: Mapping[str, str] | None = None,
         input_names: Sequence[str] = MODEL_INPUT_NAMES,
+        known_label_columns: Mapping[str, str] | None = None,
+        features: Mapping[str, Any] | None = None,
     ) -> None:
         self.tasks = list(tasks)
         self.tokenizer = tokenizer
         self.label_columns = dict(label_columns or {})
         self.input_names = tuple(input_names)
+        self.known_label_columns = dict(known_label_columns or {})
+        self.features = features
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if not rows:
@@ -83,5 +131,208 @@ class MultiTaskDataCollator:
         else:
             batch = {name: _stack(name, [row[name] for row in inputs]) for name in inputs[0]}
         if any(self.label_columns.get(s.name, s.name) in row for s in self.tasks for row in rows):
-            batch["labels"] = encode_labels(self.tasks, rows, self.label_columns)
+            batch["labels"] = encode_labels(
+                self.tasks, rows, self.label_columns, known_label_columns=self.known_label_columns, features=self.features
+            )
         return batch
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# datasets helpers: task specs from features, label validation before training, mixing datasets that label other tasks
+
+
+def task_specs_from_features(
+    features: Mapping[str, Any],
+    columns: Sequence[str] | None = None,
+    types: Mapping[str, str] | None = None,
+) -> list[TaskSpec]:
+    """Task specs for label columns of a ``datasets.Features``: a config can be made straight from a dataset.
+
+    ``ClassLabel`` → multiclass (binary with 2 names when ``types`` says so), ``Sequence(ClassLabel)`` → multilabel,
+    ``Value("bool")`` → binary, other numeric ``Value`` → regression, a fixed-length numeric ``Sequence`` → regression
+    (floats) or multilabel (ints/bools) with that many outputs. ``types`` overrides the guess per column.
+    """
+    import datasets
+
+    types = dict(types or {})
+    columns = list(columns if columns is not None else features)
+    specs = []
+    for column in columns:
+        if column not in features:
+            raise KeyError(f"label column {column!r} is not in the dataset features {sorted(features)}")
+        feature = features[column]
+        class_label, is_list = _class_label(feature)
+        inner = getattr(feature, "feature", None)
+        if class_label is not None:
+            guess = "multilabel" if is_list else ("binary" if len(class_label.names) == 2 else "multiclass")
+            spec = {"type": types.get(column, "multilabel" if is_list else "multiclass"), "labels": class_label.names}
+            if spec["type"] == "binary" and guess != "binary":
+                raise ValueError(f"column {column!r}: a binary task needs a ClassLabel with 2 names, got {class_label.names}")
+        elif isinstance(feature, datasets.Value) and feature.dtype == "bool":
+            spec = {"type": types.get(column, "binary")}
+        elif isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint", "float")):
+            spec = {"type": types.get(column, "regression")}
+        elif isinstance(inner, datasets.Value) and getattr(feature, "length", -1) > 0:
+            default = "regression" if inner.dtype.startswith("float") else "multilabel"
+            spec = {"type": types.get(column, default), "num_outputs": feature.length}
+        elif column in types:
+            spec = {"type": types[column]}
+        else:
+            raise ValueError(
+                f"column {column!r}: cannot guess a task type from feature {feature!r}; cast it to ClassLabel / "
+                "Sequence(ClassLabel) / a numeric Value, or pass types={column!r: <type>} and the labels in a TaskSpec"
+            )
+        specs.append(TaskSpec(name=column, **spec))
+    return specs
+
+
+def validate_labels(
+    dataset: Any,
+    tasks: Sequence[TaskSpec],
+    label_columns: Mapping[str, str] | None = None,
+    known_label_columns: Mapping[str, str] | None = None,
+    chunk_size: int = 1000,
+    max_rows: int | None = None,
+) -> dict[str, int]:
+    """Encode every label of ``dataset`` (a ``datasets.Dataset``, an ``IterableDataset`` or a list of rows) once.
+
+    Fails before training with an error naming the task, the column and the row: a configured task without its
+    column, an unknown class name, a label list of the wrong length, a multilabel value that is not 0/1/None. Only the
+    label columns are read (images are not decoded). Returns the number of present labels per task; a task with none
+    is logged as a warning, since its head would never train.
+    """
+    import datasets
+
+    label_columns = dict(label_columns or {})
+    known_label_columns = dict(known_label_columns or {})
+    columns = {spec.name: label_columns.get(spec.name, spec.name) for spec in tasks}
+    needed = sorted({*columns.values(), *known_label_columns.values()})
+    features = getattr(dataset, "features", None)
+    if isinstance(dataset, datasets.Dataset):
+        names = dataset.column_names
+    elif isinstance(dataset, datasets.IterableDataset):
+        names = list(features) if features is not None else None
+    else:
+        dataset = list(dataset)
+        names = sorted({key for row in dataset for key in row})
+    if names is not None:
+        for spec in tasks:
+            if columns[spec.name] not in names:
+                raise ValueError(
+                    f"task {spec.name!r}: the dataset has no label column {columns[spec.name]!r} (columns: {names}); "
+                    "rename the column, map it with `label_columns`, or add it with None values (all missing)"
+                )
+        absent = [c for c in known_label_columns.values() if c not in names]
+        if absent:
+            raise ValueError(f"known-label columns {absent} are not in the dataset (columns: {names})")
+    counts = {spec.name: 0 for spec in tasks}
+
+    def check(rows: list[Mapping[str, Any]], offset: int) -> None:
+        encoded = encode_labels(tasks, rows, label_columns, offset, known_label_columns, features)
+        for spec in tasks:
+            counts[spec.name] += int(spec.task_type.count_present(encoded[spec.name]))
+
+    if isinstance(dataset, datasets.Dataset):
+        table = dataset.with_format(None).select_columns(needed)
+        total = len(table) if max_rows is None else min(len(table), max_rows)
+        for start in range(0, total, chunk_size):
+            batch = table[start : min(start + chunk_size, total)]
+            check([dict(zip(batch, values)) for values in zip(*batch.values())], start)
+    else:
+        rows = dataset.select_columns(needed) if isinstance(dataset, datasets.IterableDataset) else dataset
+        buffer: list[Mapping[str, Any]] = []
+        start = 0
+        for i, row in enumerate(rows):
+            if max_rows is not None and i >= max_rows:
+                break
+            buffer.append(row)
+            if len(buffer) == chunk_size:
+                check(buffer, start)
+                start, buffer = start + len(buffer), []
+        if buffer:
+            check(buffer, start)
+    for name, count in counts.items():
+        if count == 0:
+            logger.warning("task %r has no present label in this dataset: its head will not learn from it", name)
+    return counts
+
+
+def sampling_probabilities(sizes: Sequence[int], sampling: str = "proportional", temperature: float = 2.0) -> list[float]:
+    """Mixing probabilities: ``proportional`` (∝ size), ``temperature`` (∝ size^(1/T)), ``uniform``."""
+    sizes_arr = np.asarray(sizes, dtype=np.float64)
+    if sizes_arr.size == 0 or (sizes_arr <= 0).any():
+        raise ValueError(f"every dataset to mix needs at least one row, got sizes {list(sizes)}")
+    if sampling == "proportional":
+        weights = sizes_arr
+    elif sampling == "temperature":
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        weights = sizes_arr ** (1.0 / temperature)
+    elif sampling == "uniform":
+        weights = np.ones_like(sizes_arr)
+    else:
+        raise ValueError(f"unknown sampling {sampling!r}; choose 'proportional', 'temperature' or 'uniform'")
+    return (weights / weights.sum()).tolist()
+
+
+def mix_datasets(
+    datasets_by_name: Mapping[str, Any],
+    sampling: str = "proportional",
+    temperature: float = 2.0,
+    probabilities: Sequence[float] | None = None,
+    seed: int | None = None,
+    stopping_strategy: str = "all_exhausted",
+    source_column: str | None = "source",
+) -> Any:
+    """Interleave datasets that label different tasks into one training stream (``datasets.interleave_datasets``).
+
+    Every dataset gets the label columns it lacks as all-``None`` columns (so those labels are *missing*, never
+    negative), with the feature type the other datasets give them; ``source_column`` records where a row came from.
+    Sampling is ``proportional`` to size, ``temperature`` (∝ size^(1/T): T=1 proportional, large T uniform),
+    ``uniform``, or explicit ``probabilities``. With ``stopping_strategy="all_exhausted"`` every row is seen once
+    and smaller datasets are repeated (see ``datasets.interleave_datasets``).
+    """
+    import datasets
+
+    if len(datasets_by_name) < 1:
+        raise ValueError("mix_datasets needs at least one dataset")
+    names = list(datasets_by_name)
+    parts = list(datasets_by_name.values())
+    all_features: dict[str, Any] = {}
+    for name, part in zip(names, parts):
+        if part.features is None:
+            raise ValueError(f"dataset {name!r} has unknown features; call `.cast(features)` on it before mixing")
+        for column, feature in part.features.items():
+            if column in all_features and all_features[column] != feature:
+                raise ValueError(
+                    f"column {column!r} has feature {feature!r} in dataset {name!r} but {all_features[column]!r} in "
+                    "another dataset; cast them to one type before mixing"
+                )
+            all_features.setdefault(column, feature)
+    if source_column is not None:
+        if source_column in all_features:
+            raise ValueError(f"column {source_column!r} already exists; pass another `source_column` or None")
+        all_features[source_column] = datasets.Value("string")
+    features = datasets.Features(all_features)
+    aligned = []
+    for name, part in zip(names, parts):
+        missing = [c for c in features if c not in part.features]
+
+        def fill(batch: dict[str, list], missing: list[str] = missing, name: str = name) -> dict[str, list]:
+            n = len(next(iter(batch.values())))
+            return {c: ([name] * n if c == source_column else [None] * n) for c in missing}
+
+        part = part.map(fill, batched=True, features=features) if missing else part
+        aligned.append(part.select_columns(list(features)) if isinstance(part, datasets.Dataset) else part)
+    if probabilities is None:
+        try:
+            sizes = [len(part) for part in parts]
+        except TypeError as err:
+            raise ValueError("iterable datasets have no length: pass `probabilities` explicitly") from err
+        probabilities = sampling_probabilities(sizes, sampling, temperature)
+    if len(probabilities) != len(parts) or abs(sum(probabilities) - 1.0) > 1e-6:
+        raise ValueError(f"probabilities must have one entry per dataset and sum to 1, got {list(probabilities)}")
+    logger.info("mixing %s with probabilities %s", names, [round(p, 4) for p in probabilities])
+    return datasets.interleave_datasets(
+        aligned, probabilities=list(probabilities), seed=seed, stopping_strategy=stopping_strategy
+    )

@@ -200,6 +200,14 @@ class MultiLabelTask(_BinaryLike):
             return [float(MISSING)] * n
         if hasattr(value, "tolist"):
             value = value.tolist()
+        if isinstance(value, dict) and "positive" in value:
+            # {"positive": names, "known": names}: labels outside `known` are missing, not negative
+            positive, known = list(value["positive"] or []), value.get("known")
+            known = names if known is None else list(known)
+            unknown = sorted({str(v) for v in [*positive, *known]} - set(names))
+            if unknown:
+                raise ValueError(f"task {spec.name!r}, {where}: unknown label names {unknown}; known labels: {names}")
+            return [1.0 if name in positive else 0.0 if name in known else float(MISSING) for name in names]
         if not isinstance(value, (list, tuple)):
             raise ValueError(
                 f"task {spec.name!r}, {where}: a multilabel label must be a list of {n} values (0/1/None) "
