@@ -109,6 +109,29 @@ def task_eval_results(specs: Sequence[TaskSpec], metrics: Mapping[str, Any] | No
     return rows
 
 
+def per_label_metrics_from(
+    specs: Sequence[TaskSpec], metrics: Mapping[str, Any] | None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{task: {label: {metric: value}}}`` read from the per-label entries of a Trainer metrics dict.
+
+    hf_mtl's ``compute_metrics`` reports per-label numbers as ``<task>_<metric>_<label>`` (``eval_`` added by the
+    Trainer); ``<task>_<label>_<metric>`` is read too.
+    """
+    if not metrics:
+        return {}
+    flat = {_strip_prefix(key): value for key, value in metrics.items()}
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for spec in specs:
+        for label in spec.label_names:
+            for metric in spec.task_type.metric_names:
+                for key in (f"{spec.name}_{metric}_{label}", f"{spec.name}_{label}_{metric}"):
+                    value = flat.get(key)
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        table.setdefault(spec.name, {}).setdefault(label, {})[metric] = float(value)
+                        break
+    return table
+
+
 def per_label_table(
     specs: Sequence[TaskSpec], per_label: Mapping[str, Mapping[str, Mapping[str, float]]] | None
 ) -> tuple[list[str], list[dict[str, Any]]]:
@@ -269,7 +292,8 @@ def create_model_card(
     Args:
         metrics: the last evaluation's metrics (``trainer.evaluate()``): task-level numbers go into the card's
             ``model-index`` and its evaluation table, exactly as given.
-        per_label_metrics: ``{task: {label: {metric: value}}}`` from the same evaluation, for the per-label table.
+        per_label_metrics: ``{task: {label: {metric: value}}}`` from the same evaluation, for the per-label table
+            (default: read from the per-label entries of ``metrics``, see [`per_label_metrics_from`]).
         datasets: Hub dataset ids (or names) the model was trained and evaluated on.
         training_args / trainer_state: the run's `TrainingArguments` and `TrainerState`, for the recipe section.
         chart_file: file name of the per-label chart pushed beside the card.
@@ -317,6 +341,8 @@ def create_model_card(
         model_name=model_name,
         eval_results=eval_results or None,
     )
+    if per_label_metrics is None:
+        per_label_metrics = per_label_metrics_from(specs, metrics)
     columns, label_rows = per_label_table(specs, per_label_metrics)
     tasks = []
     for spec in specs:
@@ -361,7 +387,9 @@ def write_model_card(model: Any, folder: str | os.PathLike, **card_kwargs: Any) 
     """Write ``README.md`` (and the per-label chart, when there are per-label metrics) into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    columns, rows = per_label_table(model.task_specs, card_kwargs.get("per_label_metrics"))
+    if card_kwargs.get("per_label_metrics") is None:
+        card_kwargs["per_label_metrics"] = per_label_metrics_from(model.task_specs, card_kwargs.get("metrics"))
+    columns, rows = per_label_table(model.task_specs, card_kwargs["per_label_metrics"])
     chart = None
     if rows:
         chart = plot_per_label_metrics(columns, rows, folder / CHART_FILENAME).name
@@ -412,6 +440,8 @@ def push_to_hub(
             repo_id=repo_id,
             folder_path=folder,
             commit_message=commit_message or "Upload hf_mtl multi-task model",
+            # A chart or weight shards of an earlier push that this one does not rewrite would be stale.
+            delete_patterns=[CHART_FILENAME, "model*.safetensors", "model.safetensors.index.json"],
             revision=revision,
             create_pr=create_pr,
         )
