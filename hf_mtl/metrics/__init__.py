@@ -1,0 +1,238 @@
+"""Metrics on present labels: local evaluate modules, the Trainer's ``compute_metrics`` factory, per-label tables.
+
+The metric scripts under this folder are `evaluate` modules loaded by path (``evaluate.load(metric_path(name))``), so
+they work with the Hub unreachable; their arithmetic is scikit-learn, in ``hf_mtl.metrics.functional``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..tasks import TaskSpec
+from .functional import binary_scores, multiclass_scores, multilabel_scores, present, regression_scores
+from .thresholds import apply_thresholds, best_threshold, tune_thresholds
+
+logger = logging.getLogger(__name__)
+
+METRICS_DIR = Path(__file__).resolve().parent
+METRIC_MODULES = {"multilabel": "multilabel", "binary": "multilabel", "multiclass": "multiclass", "regression": "regression"}
+"""Task type → the local evaluate module that scores it."""
+
+__all__ = [
+    "METRIC_MODULES",
+    "apply_thresholds",
+    "best_threshold",
+    "binary_scores",
+    "build_compute_metrics",
+    "compute_task_metrics",
+    "load_metric",
+    "metric_path",
+    "multiclass_scores",
+    "multilabel_scores",
+    "per_label_metrics",
+    "present",
+    "regression_scores",
+    "tune_thresholds",
+]
+
+
+def metric_path(task_type: str) -> str:
+    """Folder of the local evaluate module for a task type (or a module name: multilabel, multiclass, regression)."""
+    name = METRIC_MODULES.get(task_type, task_type)
+    folder = METRICS_DIR / name
+    if not (folder / f"{name}.py").is_file():
+        raise ValueError(f"no hf_mtl metric module for {task_type!r}; known: {sorted(METRIC_MODULES)}")
+    return str(folder)
+
+
+def load_metric(task_type: str, **kwargs: Any):
+    """``evaluate.load`` of the local module (in memory, own experiment id: safe in several processes at once)."""
+    import evaluate
+
+    kwargs = {"keep_in_memory": True, "experiment_id": uuid.uuid4().hex, **kwargs}
+    return evaluate.load(metric_path(task_type), **kwargs)
+
+
+_LOADED: dict[str, Any] = {}
+
+
+def _key(name: str) -> str:
+    """A label name as a metric-key fragment (logging backends dislike spaces and slashes)."""
+    return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name)).strip("_") or "label"
+
+
+def _specs(source: Any) -> list[TaskSpec]:
+    """Task specs from a list of specs/dicts, a config or a model (read at call time: thresholds may change)."""
+    if hasattr(source, "task_specs"):
+        return list(source.task_specs)
+    if hasattr(source, "config") and hasattr(source.config, "task_specs"):
+        return list(source.config.task_specs)
+    return [TaskSpec.from_dict(dict(s) if isinstance(s, Mapping) else s) for s in source]
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().cpu().numpy()
+    return np.asarray(value)
+
+
+def output_names(spec: TaskSpec) -> list[str]:
+    """One name per output column (a binary task's single output is named after its positive label)."""
+    names = spec.label_names
+    return names[-1:] if spec.type == "binary" else names
+
+
+def activate(spec: TaskSpec, logits: Any) -> np.ndarray:
+    """Logits → probabilities (values for regression) with the task type's own activation."""
+    tensor = torch.as_tensor(_numpy(logits)).float()
+    return spec.task_type.activate(spec, tensor).numpy()
+
+
+def compute_task_metrics(
+    spec: TaskSpec, logits: Any, labels: Any, metric: Any = None
+) -> tuple[dict[str, float], dict[str, dict[str, float | None]]]:
+    """One task's ``({<task>_<metric>: value}, {label: {metric: value}})`` on its present labels.
+
+    Keys: multilabel ``<task>_macro_<m>``, ``<task>_micro_<m>`` and ``<task>_<label>_<m>``; binary ``<task>_<m>``;
+    multiclass ``<task>_accuracy``, ``<task>_macro_f1``, ``<task>_<class>_f1``; regression ``<task>_mae``,
+    ``<task>_rmse`` (and per output when there are several). Undefined metrics are left out (missing), never faked.
+    """
+    if metric is None:
+        if spec.type not in _LOADED:
+            _LOADED[spec.type] = load_metric(spec.type)
+        metric = _LOADED[spec.type]
+    scores = activate(spec, logits)
+    labels = _numpy(labels).astype(np.float64)
+    names = output_names(spec)
+    flat: dict[str, float | None] = {}
+    if spec.type in ("multilabel", "binary"):
+        n = spec.output_size
+        result = metric.compute(
+            predictions=scores.reshape(len(scores), n).tolist(),
+            references=labels.reshape(len(labels), n).tolist(),
+            thresholds=spec.thresholds,
+            label_names=names,
+        )
+        per_label = result["per_label"]
+        if spec.type == "binary":
+            only = next(iter(per_label.values()))
+            flat.update({f"{spec.name}_{m}": only[m] for m in spec.task_type.metric_names})
+        else:
+            for aggregate in ("macro", "micro"):
+                flat.update({f"{spec.name}_{aggregate}_{m}": v for m, v in result[aggregate].items()})
+            for label, values in per_label.items():
+                flat.update({f"{spec.name}_{_key(label)}_{m}": values[m] for m in spec.task_type.metric_names})
+    elif spec.type == "multiclass":
+        result = metric.compute(
+            predictions=scores.tolist(), references=labels.reshape(-1).astype(np.int64).tolist(), label_names=names
+        )
+        per_label = result["per_label"]
+        flat.update({f"{spec.name}_{m}": result[m] for m in spec.task_type.metric_names})
+        flat.update({f"{spec.name}_{_key(label)}_f1": values["f1"] for label, values in per_label.items()})
+    elif spec.type == "regression":
+        n = spec.output_size
+        shape = (len(scores), n) if n > 1 else (len(scores),)
+        result = metric.compute(
+            predictions=scores.reshape(shape).tolist(), references=labels.reshape(shape).tolist(), label_names=names
+        )
+        per_label = result["per_label"]
+        flat.update({f"{spec.name}_{m}": result[m] for m in spec.task_type.metric_names})
+        if n > 1:
+            for label, values in per_label.items():
+                flat.update({f"{spec.name}_{_key(label)}_{m}": values[m] for m in spec.task_type.metric_names})
+    else:
+        raise ValueError(f"task {spec.name!r}: no metrics for task type {spec.type!r}")
+    undefined = sorted(k for k, v in flat.items() if v is None)
+    if undefined:
+        logger.info("task %r: %d metrics undefined on this eval set (no present labels / positives): %s",
+                    spec.name, len(undefined), undefined[:10])
+    return {k: float(v) for k, v in flat.items() if v is not None}, per_label
+
+
+def _split_eval_prediction(eval_pred: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    predictions = getattr(eval_pred, "predictions", None)
+    labels = getattr(eval_pred, "label_ids", None)
+    if predictions is None and isinstance(eval_pred, (tuple, list)):
+        predictions, labels = eval_pred[0], eval_pred[1]
+    if isinstance(predictions, (tuple, list)) and predictions and isinstance(predictions[0], Mapping):
+        predictions = predictions[0]
+    if not isinstance(predictions, Mapping) or not isinstance(labels, Mapping):
+        raise ValueError(
+            "compute_metrics expects predictions and labels as dicts task → array (what MultiTaskTrainer's eval loop "
+            f"gives), got {type(predictions).__name__} and {type(labels).__name__}"
+        )
+    return predictions, labels
+
+
+def build_compute_metrics(task_specs: Any) -> Callable[[Any], dict[str, float]]:
+    """A Trainer ``compute_metrics`` reporting ``<task>_<metric>`` (the Trainer prefixes ``eval_``) per task and label.
+
+    ``task_specs``: the specs, or the model / config (then thresholds written by [`tune_thresholds`] are used as soon
+    as they are set). The returned callable keeps the last evaluation's per-label table in ``.per_label_metrics``
+    (``{task: {label: {metric: value}}}``) for the model card.
+    """
+    metrics: dict[str, Any] = {}
+
+    def compute_metrics(eval_pred: Any) -> dict[str, float]:
+        predictions, labels = _split_eval_prediction(eval_pred)
+        out: dict[str, float] = {}
+        table: dict[str, dict[str, dict[str, float | None]]] = {}
+        for spec in _specs(task_specs):
+            if spec.name not in predictions or spec.name not in labels:
+                continue
+            if spec.type not in metrics:
+                metrics[spec.type] = load_metric(spec.type)
+            flat, per_label = compute_task_metrics(spec, predictions[spec.name], labels[spec.name], metrics[spec.type])
+            out.update(flat)
+            table[spec.name] = {
+                label: {m: v for m, v in values.items() if m in (*spec.task_type.metric_names, "f1", "support")}
+                for label, values in per_label.items()
+            }
+        compute_metrics.per_label_metrics = table
+        return out
+
+    compute_metrics.per_label_metrics = {}
+    return compute_metrics
+
+
+def per_label_metrics(task_specs: Any, logits: Mapping[str, Any], labels: Mapping[str, Any]):
+    """``{task: {label: {metric: value or None}}}`` for the model card's per-label table (None: undefined)."""
+    compute = build_compute_metrics(task_specs)
+    compute((dict(logits), dict(labels)))
+    return compute.per_label_metrics
+
+
+def predictions_and_labels(model: Any, dataset: Any, collator: Any = None, batch_size: int = 64):
+    """Run ``model`` over ``dataset`` and return ``(logits, labels)`` as dicts task → numpy array (for tuning)."""
+    from torch.utils.data import DataLoader
+
+    from ..data import MultiTaskDataCollator
+
+    collator = collator or MultiTaskDataCollator(model.task_specs)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
+    logits: dict[str, list[np.ndarray]] = {}
+    labels: dict[str, list[np.ndarray]] = {}
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for batch in loader:
+            batch_labels = batch.pop("labels", None)
+            if batch_labels is None:
+                raise ValueError("the dataset has no label columns for the model's tasks")
+            out = model(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+            for name, value in out.logits.items():
+                logits.setdefault(name, []).append(_numpy(value))
+                labels.setdefault(name, []).append(_numpy(batch_labels[name]))
+    model.train(was_training)
+    return {k: np.concatenate(v) for k, v in logits.items()}, {k: np.concatenate(v) for k, v in labels.items()}
+
+

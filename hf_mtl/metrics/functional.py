@@ -1,0 +1,135 @@
+"""Metric computations on present labels only (scikit-learn inside), shared by the evaluate modules and the Trainer.
+
+Inputs are arrays with missing labels as ``-100`` or NaN. A metric that a label's present entries cannot define (no
+present entry; no positive for F1 / average precision; one class only for ROC-AUC) is ``None``: reported as missing,
+never as a crash or a made-up 0.5. Macro averages are over the labels where the metric is defined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+MISSING = -100
+
+BINARY_METRICS = ("roc_auc", "average_precision", "f1", "accuracy")
+MULTICLASS_METRICS = ("accuracy", "macro_f1")
+REGRESSION_METRICS = ("mae", "rmse")
+
+
+def present(labels: np.ndarray) -> np.ndarray:
+    """True where a label exists (neither ``-100`` nor NaN)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    return ~np.isnan(labels) & (labels != MISSING)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def binary_scores(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float | None]:
+    """ROC-AUC, average precision, F1 at ``threshold`` and accuracy of one label's present entries."""
+    scores, labels = np.asarray(scores, dtype=np.float64).reshape(-1), np.asarray(labels, dtype=np.float64).reshape(-1)
+    mask = present(labels)
+    y, s = labels[mask].astype(int), scores[mask]
+    n_pos = int(y.sum())
+    out: dict[str, float | None] = dict.fromkeys(BINARY_METRICS)
+    out.update(support=n_pos, count=int(mask.sum()))
+    if y.size == 0:
+        return out
+    pred = (s >= threshold).astype(int)
+    out["accuracy"] = float(skm.accuracy_score(y, pred))
+    if n_pos > 0:
+        out["average_precision"] = float(skm.average_precision_score(y, s))
+        out["f1"] = float(skm.f1_score(y, pred, zero_division=0))
+    if 0 < n_pos < y.size:
+        out["roc_auc"] = float(skm.roc_auc_score(y, s))
+    return out
+
+
+def multilabel_scores(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    thresholds: Sequence[float] | float | None = None,
+    label_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Per-label, macro and micro binary metrics of an ``(N, L)`` multilabel (or ``(N,)``/``(N, 1)`` binary) task.
+
+    Returns ``{"per_label": {name: {metric: value}}, "macro": {...}, "micro": {...}}``; micro pools every present
+    entry of every label.
+    """
+    probs = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    probs = probs.reshape(probs.shape[0], -1)
+    labels = labels.reshape(probs.shape)
+    n = probs.shape[1]
+    names = list(label_names) if label_names is not None else [str(i) for i in range(n)]
+    if len(names) != n:
+        raise ValueError(f"{len(names)} label names for {n} outputs")
+    if thresholds is None:
+        thresholds = [0.5] * n
+    elif np.isscalar(thresholds):
+        thresholds = [float(thresholds)] * n
+    if len(thresholds) != n:
+        raise ValueError(f"{len(thresholds)} thresholds for {n} outputs")
+    per_label = {name: binary_scores(probs[:, j], labels[:, j], thresholds[j]) for j, name in enumerate(names)}
+    macro = {m: _mean([per_label[name][m] for name in names]) for m in BINARY_METRICS}
+    # micro: pool present entries; F1/accuracy use each label's own threshold
+    mask = present(labels)
+    y = labels[mask].astype(int)
+    s = probs[mask]
+    pred = (probs >= np.asarray(thresholds)[None, :])[mask].astype(int)
+    micro: dict[str, float | None] = dict.fromkeys(BINARY_METRICS)
+    if y.size:
+        micro["accuracy"] = float(skm.accuracy_score(y, pred))
+        if y.sum() > 0:
+            micro["f1"] = float(skm.f1_score(y, pred, zero_division=0))
+            micro["average_precision"] = float(skm.average_precision_score(y, s))
+        if 0 < y.sum() < y.size:
+            micro["roc_auc"] = float(skm.roc_auc_score(y, s))
+    return {"per_label": per_label, "macro": macro, "micro": micro}
+
+
+def multiclass_scores(
+    probabilities: np.ndarray, labels: np.ndarray, label_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Accuracy, macro-F1 (scikit-learn's, over classes seen in references or predictions) and per-class F1."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    probs = probs.reshape(probs.shape[0], -1)
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    names = list(label_names) if label_names is not None else [str(i) for i in range(probs.shape[1])]
+    mask = present(labels)
+    y, pred = labels[mask].astype(int), probs[mask].argmax(axis=1)
+    out: dict[str, Any] = {"accuracy": None, "macro_f1": None, "per_label": {}}
+    if y.size:
+        out["accuracy"] = float(skm.accuracy_score(y, pred))
+        out["macro_f1"] = float(skm.f1_score(y, pred, average="macro", zero_division=0))
+    per_class = skm.f1_score(y, pred, labels=list(range(len(names))), average=None, zero_division=0) if y.size else []
+    for c, name in enumerate(names):
+        support = int((y == c).sum())
+        out["per_label"][name] = {"f1": float(per_class[c]) if support else None, "support": support}
+    return out
+
+
+def regression_scores(
+    predictions: np.ndarray, labels: np.ndarray, label_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """MAE and RMSE per output (present values only) and their mean over outputs."""
+    preds = np.asarray(predictions, dtype=np.float64)
+    preds = preds.reshape(preds.shape[0], -1)
+    labels = np.asarray(labels, dtype=np.float64).reshape(preds.shape)
+    names = list(label_names) if label_names is not None else [str(i) for i in range(preds.shape[1])]
+    per_label = {}
+    for j, name in enumerate(names):
+        mask = present(labels[:, j])
+        y, p = labels[mask, j], preds[mask, j]
+        per_label[name] = {
+            "mae": float(skm.mean_absolute_error(y, p)) if y.size else None,
+            "rmse": float(np.sqrt(skm.mean_squared_error(y, p))) if y.size else None,
+            "count": int(mask.sum()),
+        }
+    return {"per_label": per_label, **{m: _mean([per_label[n][m] for n in names]) for m in REGRESSION_METRICS}}
