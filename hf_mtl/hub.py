@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE_NAME = "hf_mtl_model_card.md"
 CHART_FILENAME = "per_label_metrics.png"
+CHART_SKIP_COLUMNS = ("support",)
+"""Per-label table columns that are counts, not scores in [0, 1]: tabled, not charted."""
 LIBRARY_NAME = "hf-mtl"
 CARD_METRIC_PREFIXES = ("eval_", "test_")
 AGGREGATE_PREFIXES = ("", "macro_", "micro_")
@@ -112,30 +114,38 @@ def task_eval_results(specs: Sequence[TaskSpec], metrics: Mapping[str, Any] | No
 def per_label_metrics_from(
     specs: Sequence[TaskSpec], metrics: Mapping[str, Any] | None
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{task: {label: {metric: value}}}`` read from the per-label entries of a Trainer metrics dict.
+    """``{task: {label: {metric: value}}}`` read back from the per-label entries of a Trainer metrics dict.
 
-    hf_mtl's ``compute_metrics`` reports per-label numbers as ``<task>_<metric>_<label>`` (``eval_`` added by the
-    Trainer); ``<task>_<label>_<metric>`` is read too.
+    ``hf_mtl.metrics.build_compute_metrics`` reports them as ``<task>_<label>_<metric>`` (the Trainer adds ``eval_``)
+    and also keeps the table itself in ``compute_metrics.per_label_metrics``, which the trainer's card uses directly.
     """
     if not metrics:
         return {}
+    from .metrics import _key as metric_key  # the label → key-fragment rule of the metrics' own keys
+
     flat = {_strip_prefix(key): value for key, value in metrics.items()}
     table: dict[str, dict[str, dict[str, float]]] = {}
     for spec in specs:
         for label in spec.label_names:
-            for metric in spec.task_type.metric_names:
-                for key in (f"{spec.name}_{metric}_{label}", f"{spec.name}_{label}_{metric}"):
-                    value = flat.get(key)
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        table.setdefault(spec.name, {}).setdefault(label, {})[metric] = float(value)
-                        break
+            for metric in dict.fromkeys((*spec.task_type.metric_names, "f1")):
+                value = flat.get(f"{spec.name}_{metric_key(label)}_{metric}")
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    table.setdefault(spec.name, {}).setdefault(label, {})[metric] = float(value)
     return table
+
+
+def _format_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"  # undefined on this eval set (e.g. no present label), never faked
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) > 1):
+        return str(int(value))
+    return f"{value:.4f}"
 
 
 def per_label_table(
     specs: Sequence[TaskSpec], per_label: Mapping[str, Mapping[str, Mapping[str, float]]] | None
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """``{task: {label: {metric: value}}}`` → (metric columns, rows ``{task, label, cells}``) in config order."""
+    """``{task: {label: {metric: value}}}`` → (metric columns, rows ``{task, label, cells, text}``) in config order."""
     if not per_label:
         return [], []
     unknown = sorted(set(per_label) - {spec.name for spec in specs})
@@ -151,7 +161,8 @@ def per_label_table(
         order = [name for name in spec.label_names if name in labels] + [n for n in labels if n not in spec.label_names]
         for label in order:
             values = labels[label]
-            rows.append({"task": spec.name, "label": label, "cells": [values.get(m) for m in columns]})
+            cells = [values.get(m) for m in columns]
+            rows.append({"task": spec.name, "label": label, "cells": cells, "text": [_format_cell(v) for v in cells]})
     return columns, rows
 
 
@@ -163,6 +174,9 @@ def plot_per_label_metrics(columns: Sequence[str], rows: Sequence[Mapping[str, A
     import matplotlib.pyplot as plt
     import numpy as np
 
+    keep = [i for i, metric in enumerate(columns) if metric not in CHART_SKIP_COLUMNS]
+    columns = [columns[i] for i in keep]
+    rows = [{**row, "cells": [row["cells"][i] for i in keep]} for row in rows]
     names = [f"{row['task']} / {row['label']}" for row in rows]
     height = 0.8 / max(len(columns), 1)
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.35 * len(rows) * max(1, len(columns)) ** 0.5))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,11 +33,17 @@ class MultiTaskTrainer(Trainer):
         if args is None:
             args = MultiTaskTrainingArguments(output_dir="hf_mtl_output")
         if data_collator is None and model is not None:
-            data_collator = MultiTaskDataCollator(model.task_specs, tokenizer=kwargs.get("processing_class"))
+            data_collator = MultiTaskDataCollator(
+                model.task_specs,
+                tokenizer=kwargs.get("processing_class"),
+                features=getattr(kwargs.get("train_dataset"), "features", None),  # ClassLabel ids → names
+            )
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
         self._task_loss_sums: dict[str, torch.Tensor] = {}
         self._task_counts: dict[str, torch.Tensor] = {}
+        self._validate_train_labels()
         self._setup_transfer()
+        self._setup_balancing()
 
     # -- transfer learning (hf_mtl.transfer) -----------------------------------------------------------------------
     def _setup_transfer(self) -> None:
@@ -101,6 +108,74 @@ class MultiTaskTrainer(Trainer):
         finally:
             self.optimizer_cls_and_kwargs = saved
 
+    # -- labels and task balancing (hf_mtl.data, hf_mtl.balancing) ---------------------------------------------------
+    def _validate_train_labels(self) -> None:
+        """Encode every training label once before training, so a bad row fails now, naming task, column and row."""
+        import datasets
+
+        from .data import validate_labels
+
+        dataset, collator = self.train_dataset, self.data_collator
+        if not self.args.validate_labels or not isinstance(dataset, (datasets.Dataset, list)):
+            return
+        if not isinstance(collator, MultiTaskDataCollator) or not self.task_specs:
+            return
+        validate_labels(dataset, collator.tasks, collator.label_columns, collator.known_label_columns)
+
+    def _setup_balancing(self) -> None:
+        """Build the task balancer named by ``args.task_balancing`` (None for plain static ``loss_weight``)."""
+        from .balancing import TaskBalancingCallback, build_balancer
+
+        self.task_balancer = None
+        if self.args.task_balancing == "static":
+            return
+        kwargs = self.args.task_balancing_kwargs or {}
+        kwargs = dict(json.loads(kwargs) if isinstance(kwargs, str) else kwargs)
+        if self.args.task_balancing == "rlw":
+            kwargs.setdefault("seed", self.args.seed)  # the same weights on every process
+        self.task_balancer = build_balancer(self.args.task_balancing, self.task_specs, **kwargs).to(self.args.device)
+        self.add_callback(TaskBalancingCallback(self.task_balancer, self.accelerator))
+
+    def _balanced_loss(self, specs, task_losses, labels, num_items, outputs) -> torch.Tensor:
+        counts = count_present_labels(specs, labels)
+        present = {}
+        for spec in specs:
+            count = counts[spec.name].to(task_losses[spec.name].device).float()
+            normaliser = count if num_items is None else torch.as_tensor(num_items[spec.name]).to(count.device)
+            present[spec.name] = count / normaliser.float().clamp(min=1)
+        scale = 1.0 / self.args.gradient_accumulation_steps
+        if num_items is not None and self.args.world_size > 1:
+            scale /= self.accelerator.num_processes  # compute_loss multiplies the loss by the number of processes
+        return self.task_balancer.combine(task_losses, present, outputs.pooled_features, scale)
+
+    def create_optimizer_and_scheduler(self, num_training_steps: int) -> None:
+        """The stock optimizer and scheduler, plus a constant-LR group for learnable task weights (not in the model)."""
+        super().create_optimizer_and_scheduler(num_training_steps)
+        params = [p for p in self.task_balancer.parameters()] if self.task_balancer is not None else []
+        if params and not any(p is params[0] for g in self.optimizer.param_groups for p in g["params"]):
+            self.optimizer.add_param_group({"params": params, "lr": self.args.task_balancing_lr, "weight_decay": 0.0})
+
+    def tune_thresholds(
+        self, eval_dataset: Any = None, objective: str = "f1", target: float | None = None
+    ) -> dict[str, list[float]]:
+        """Tune per-label thresholds of multilabel/binary tasks on ``eval_dataset`` and store them in the model config.
+
+        ``objective``: ``f1`` (maximise), ``precision`` or ``recall`` (reach ``target``). Saving the model keeps them;
+        prediction, the pipeline and metrics use them.
+        """
+        from .metrics import apply_thresholds, tune_thresholds
+
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("tune_thresholds needs an eval_dataset (a validation set, not the training set)")
+        output = self.predict(dataset, metric_key_prefix="tune")
+        if not isinstance(output.predictions, Mapping) or not isinstance(output.label_ids, Mapping):
+            raise ValueError("tune_thresholds needs labels in the dataset: predict returned none")
+        model = self.accelerator.unwrap_model(self.model)
+        thresholds = tune_thresholds(model, output.predictions, output.label_ids, objective=objective, target=target)
+        apply_thresholds(model, thresholds)
+        return thresholds
+
     @property
     def task_specs(self):
         return self.accelerator.unwrap_model(self.model).task_specs
@@ -131,6 +206,8 @@ class MultiTaskTrainer(Trainer):
         outputs = model(**inputs)
         specs = self.task_specs
         loss, task_losses = multitask_loss(specs, outputs.logits, labels, num_items=num_items_in_batch)
+        if self.task_balancer is not None and model.training:
+            loss = self._balanced_loss(specs, task_losses, labels, num_items_in_batch, outputs)
         if num_items_in_batch is not None and self.args.world_size > 1:
             # DDP averages gradients over processes; the loss is normalised by a global count, so undo the mean.
             loss = loss * self.accelerator.num_processes
@@ -161,6 +238,8 @@ class MultiTaskTrainer(Trainer):
                 if count > 0:
                     logs[f"loss_{name}"] = round(total / count, 6)
             self._task_loss_sums, self._task_counts = {}, {}
+        if "loss" in logs and self.task_balancer is not None:
+            logs.update({f"task_weight_{n}": round(w, 6) for n, w in self.task_balancer.current_weights().items()})
         super().log(logs, start_time)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -219,7 +298,10 @@ class MultiTaskTrainer(Trainer):
             repo_id=self.hub_model_id or self.args.hub_model_id or model_name,
             model_name=model_name,
             metrics=metrics if metrics is not None else self.last_eval_metrics(),
-            per_label_metrics=per_label_metrics,
+            # hf_mtl.metrics.build_compute_metrics keeps the last evaluation's per-label table on itself.
+            per_label_metrics=per_label_metrics
+            if per_label_metrics is not None
+            else getattr(self.compute_metrics, "per_label_metrics", None) or None,
             datasets=[datasets] if isinstance(datasets, str) else datasets,
             training_args=self.args,
             trainer_state=self.state,
