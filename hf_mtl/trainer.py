@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,8 @@ from transformers.trainer_utils import has_length
 from .data import MultiTaskDataCollator
 from .losses import count_present_labels, multitask_loss
 from .training_args import MultiTaskTrainingArguments
+
+logger = logging.getLogger(__name__)
 
 
 class MultiTaskTrainer(Trainer):
@@ -289,7 +292,13 @@ class MultiTaskTrainer(Trainer):
         from .hub import write_model_card
 
         model = self.accelerator.unwrap_model(self.model)
-        if self.processing_class is None:
+        if self.processing_class is None and getattr(self.data_collator, "tokenizer", None) is None:
+            # Trainer._save wrote no processor: save the model's (set_processor), else the backbone's default one.
+            if getattr(model, "_processor", None) is None and not model.name_or_path:
+                logger.warning(
+                    "no processing_class given to MultiTaskTrainer: pushing the backbone's default preprocessing; "
+                    "pass processing_class= (or model.set_processor) if training used another one"
+                )
             model.get_processor().save_pretrained(self.args.output_dir)
         datasets = dataset_tags or dataset
         write_model_card(

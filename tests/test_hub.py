@@ -258,6 +258,17 @@ def test_text_model_push_load_and_card_snippet_runs(local_hub: LocalHubHandle, t
 
     assert_same(loaded.predict(texts, top_k=2), model.predict(texts, top_k=2))
 
+    # A push to a branch leaves main alone; the branch loads by name.
+    with torch.no_grad():
+        for param in model.heads["score"].parameters():
+            param.mul_(-1)
+    model.push_to_hub(repo_id, revision="dev", processor=tokenizer)
+    dev = hf_mtl.MultiTaskModel.from_pretrained(repo_id, revision="dev")
+    assert_same(dev.predict(texts), model.predict(texts))
+    main = hf_mtl.MultiTaskModel.from_pretrained(repo_id)
+    assert_same(main.predict(texts), loaded.predict(texts))
+    assert main.predict(texts)[0]["score"]["value"] != pytest.approx(dev.predict(texts)[0]["score"]["value"])
+
     # The usage snippet of the card runs as written, in a fresh process.
     code = usage_code(readme)
     assert f'"{repo_id}"' in code
