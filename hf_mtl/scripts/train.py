@@ -1,0 +1,196 @@
+"""Train a multi-task model from a recipe: a YAML file of arguments plus command-line overrides.
+
+    hf-mtl train recipes/fashion_grid_efficientnet.yaml
+    hf-mtl train recipes/fashion_grid_efficientnet.yaml --learning_rate 1e-3 max_steps=50
+    accelerate launch --num_processes 2 -m hf_mtl.scripts.train recipes/fashion_grid_efficientnet.yaml
+
+Stages: an optional heads-only warm-up (backbone frozen, features cached once), then the main stage with the recipe's
+`freeze_policy`; then evaluation per task and per label, and the model folder (safetensors, config, processor, model
+card, metrics) in `output_dir`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from transformers import set_seed
+
+from .arguments import DataArguments, ModelArguments, RecipeError, ScriptArguments, parse_recipe, recipe_parser
+from .models import build_model, build_model_processor
+from .recipe_data import check_labels, input_column, load_recipe_datasets, with_preprocessing
+
+logger = logging.getLogger(__name__)
+
+PER_LABEL_FILE = "per_label_metrics.json"
+
+
+def _heads_only_args(training_args, script_args: ScriptArguments):
+    args = copy.deepcopy(training_args)
+    args.freeze_policy = "heads"
+    args.unfreeze_every = None
+    args.feature_cache = script_args.heads_only_feature_cache
+    args.num_train_epochs = script_args.heads_only_epochs
+    args.max_steps = -1
+    if script_args.heads_only_learning_rate is not None:
+        args.learning_rate = script_args.heads_only_learning_rate
+    args.output_dir = os.path.join(training_args.output_dir, "heads_only")
+    args.save_strategy = "no"
+    args.eval_strategy = "no"
+    args.load_best_model_at_end = False
+    args.push_to_hub = False
+    args.resume_from_checkpoint = None
+    return args
+
+
+def format_metrics(metrics: dict[str, float], specs: list, per_label: dict[str, Any] | None = None,
+                   chance: dict[str, dict[str, float]] | None = None) -> str:
+    """A readable per-task summary (and per-label table) of evaluation metrics."""
+    lines = []
+    for spec in specs:
+        prefix = f"eval_{spec.name}_"
+        head = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
+        names = [f"macro_{m}" for m in spec.task_type.metric_names] if spec.type == "multilabel" else list(
+            spec.task_type.metric_names)
+        summary = ", ".join(f"{n}={head[n]:.4f}" for n in names if n in head)
+        lines.append(f"[{spec.name}] ({spec.type}) {summary}")
+        table = (per_label or {}).get(spec.name)
+        if table and spec.type in ("multilabel", "multiclass"):
+            columns = [c for c in ("roc_auc", "average_precision", "f1", "accuracy", "support")
+                       if any(c in row for row in table.values())]
+            chance_cols = ["chance_ap"] if chance and spec.name in chance else []
+            lines.append("    " + f"{'label':<18}" + "".join(f"{c:>19}" for c in columns + chance_cols))
+            for label, row in table.items():
+                cells = []
+                for c in columns:
+                    value = row.get(c)
+                    cells.append(f"{'-' if value is None else (f'{value:.0f}' if c == 'support' else f'{value:.4f}'):>19}")
+                if chance_cols:
+                    cells.append(f"{chance[spec.name].get(label, float('nan')):>19.4f}")
+                lines.append("    " + f"{label:<18}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def label_prevalence(dataset: Any, specs: list, label_columns: dict | None) -> dict[str, dict[str, float]]:
+    """Share of positives per multilabel label among present labels: the average precision of a random scorer."""
+    from ..data import encode_labels
+    from ..tasks import present_mask
+
+    out = {}
+    rows = dataset.with_format(None)
+    for spec in specs:
+        if spec.type != "multilabel":
+            continue
+        column = (label_columns or {}).get(spec.name, spec.name)
+        labels = encode_labels([spec], [{column: v} for v in rows[column]], {spec.name: column})[spec.name]
+        mask = present_mask(labels)
+        positives = (labels * mask).sum(0) / mask.sum(0).clamp(min=1)
+        out[spec.name] = dict(zip(spec.label_names, positives.tolist()))
+    return out
+
+
+def run(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    script_args: ScriptArguments,
+    training_args,
+    callbacks: list | None = None,
+) -> dict[str, float]:
+    """Run the training job; returns the final evaluation metrics (``eval_*``)."""
+    from ..metrics import build_compute_metrics
+    from ..trainer import MultiTaskTrainer
+
+    started = time.time()
+    set_seed(training_args.seed)
+    train_raw, eval_raw = load_recipe_datasets(data_args, seed=training_args.seed)
+    model = build_model(model_args)
+    specs = model.task_specs
+    check_labels(train_raw, specs, data_args, "train")
+    if eval_raw is not None:
+        check_labels(eval_raw, specs, data_args, "eval")
+    column = input_column(data_args, train_raw)
+    processor = build_model_processor(model, model_args)
+    model.set_processor(processor)
+    train_ds = with_preprocessing(train_raw, processor, column, train=data_args.augment)
+    eval_ds = with_preprocessing(eval_raw, processor, column, train=False) if eval_raw is not None else None
+    compute_metrics = build_compute_metrics(model)
+    common: dict[str, Any] = {"compute_metrics": compute_metrics, "processing_class": processor}
+    if data_args.label_columns:
+        from ..data import MultiTaskDataCollator
+
+        common["data_collator"] = MultiTaskDataCollator(
+            specs, tokenizer=processor, label_columns=data_args.label_columns
+        )
+    if script_args.heads_only_epochs > 0 and not training_args.resume_from_checkpoint:
+        heads_args = _heads_only_args(training_args, script_args)
+        heads_train = with_preprocessing(train_raw, processor, column, train=False) if heads_args.feature_cache \
+            else train_ds
+        logger.info("stage 1/2: heads only for %s epochs", script_args.heads_only_epochs)
+        stage = MultiTaskTrainer(model=model, args=heads_args, train_dataset=heads_train, eval_dataset=eval_ds, **common)
+        stage.train()
+        if training_args.should_log:
+            heads_metrics = stage.evaluate()
+            print("\n== after the heads-only stage ==\n" + format_metrics(heads_metrics, specs), flush=True)
+        del stage
+        if os.path.isdir(heads_args.output_dir) and not os.listdir(heads_args.output_dir):
+            os.rmdir(heads_args.output_dir)
+    trainer = MultiTaskTrainer(
+        model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds, callbacks=callbacks, **common
+    )
+    if trainer.freeze_choice is not None:
+        logger.info("main stage: freeze policy %s (%s)", trainer.freeze_choice.policy, trainer.freeze_choice.reason)
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if trainer.state.global_step < trainer.state.max_steps:
+        logger.warning("training stopped early at step %d of %d", trainer.state.global_step, trainer.state.max_steps)
+        return {}
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    metrics: dict[str, float] = {}
+    if eval_ds is not None:
+        metrics = trainer.evaluate()
+        trainer.save_metrics("eval", metrics)
+        per_label = getattr(compute_metrics, "per_label_metrics", {})
+        if trainer.is_world_process_zero():
+            with open(os.path.join(training_args.output_dir, PER_LABEL_FILE), "w", encoding="utf-8") as handle:
+                json.dump(per_label, handle, indent=2)
+            chance = label_prevalence(eval_raw, specs, data_args.label_columns)
+            report = format_metrics(metrics, specs, per_label if script_args.show_per_label else None, chance)
+            print("\n== evaluation (eval split, present labels only) ==\n" + report, flush=True)
+            trainer.create_model_card(per_label_metrics=per_label, dataset=data_args.dataset)
+    if trainer.is_world_process_zero():
+        elapsed = time.time() - started
+        print(f"\nmodel folder: {os.path.abspath(training_args.output_dir)}  (wall time {elapsed / 60:.1f} min)",
+              flush=True)
+    return metrics
+
+
+def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[str, float]:
+    """``train <recipe.yaml> [overrides]``: parse, validate, run."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        recipe_parser().print_help()
+        return {}
+    recipe, overrides = (argv[0], argv[1:]) if not argv[0].startswith("-") and "=" not in argv[0] else (None, argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    model_args, data_args, script_args, training_args = parse_recipe(recipe, overrides)
+    return run(model_args, data_args, script_args, training_args, callbacks=callbacks)
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    try:
+        main(argv)
+    except RecipeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main())
