@@ -445,11 +445,15 @@ def push_to_hub(
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    if revision is not None and not create_pr:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hf_mtl_push_") as folder:
+        # Everything is written (and every input checked) before the first request: bad input loses nothing remote.
         save_for_hub(model, folder, processor=processor, repo_id=repo_id, **card_kwargs)
+        resolved = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if resolved != repo_id:  # "name" → "<user>/name": the card's usage snippet names the full id
+            repo_id = resolved
+            write_model_card(model, folder, repo_id=repo_id, **card_kwargs)
+        if revision is not None and not create_pr:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
         commit = api.upload_folder(
             repo_id=repo_id,
             folder_path=folder,

@@ -288,4 +288,14 @@ def test_readme_hub_example_runs(local_hub: LocalHubHandle, tmp_path: Path) -> N
     assert {"model.safetensors", "preprocessor_config.json", "README.md"} <= files
     card = ModelCard.load(hf_hub_download(local_hub.repo_id("mtl-demo"), "README.md"))
     assert card.data.base_model == "timm/tf_efficientnet_lite0.in1k" and card.data.license == "apache-2.0"
+    assert f'model="{local_hub.repo_id("mtl-demo")}"' in card.text  # "mtl-demo" resolved to the user's namespace
+
+
+def test_bad_card_input_fails_before_anything_is_created(local_hub: LocalHubHandle) -> None:
+    model = timm_model()
+    model.set_processor(hf_mtl.build_processor(model, image_size=IMAGE_SIZE))
+    repo_id = local_hub.repo_id("never-created")
+    with pytest.raises(ValueError, match=r"unknown tasks \['nope'\]"):
+        model.push_to_hub(repo_id, per_label_metrics={"nope": {"a": {"f1": 1.0}}})
+    assert not local_hub.api().repo_exists(repo_id)
 
