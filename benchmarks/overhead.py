@@ -1,0 +1,199 @@
+"""Question 1: what does `MultiTaskTrainer` cost per training step?
+
+Three ways to run the same masked multilabel training (same model and initial weights, data, batch size, AdamW,
+constant LR, gradient clipping at 1.0) are timed step by step, interleaved:
+
+* ``raw_loop``: a hand-written PyTorch loop over a ``TensorDataset`` (the baseline);
+* ``plain_trainer``: ``transformers.Trainer`` with a hand-written masked-BCE ``compute_loss`` override;
+* ``multitask_trainer``: ``hf_mtl.MultiTaskTrainer`` on rows with ``None`` for missing labels, as users give them.
+
+A step time is the time between the ends of two consecutive optimizer steps (data loading, forward, backward,
+clipping, optimizer, callbacks, logging); the first steps of each repetition are warm-up and not counted.
+Target: ``multitask_trainer`` within 3% of ``raw_loop`` in steady state.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+
+from benchmarks.common import (  # noqa: E402
+    add_model_args,
+    base_parser,
+    interleaved,
+    setup_logging,
+    summarize,
+    target,
+    write_report,
+)
+from benchmarks.workloads import build_model, multilabel_tasks, random_images, random_multilabel, user_rows  # noqa: E402
+from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments  # noqa: E402
+
+NAME = "overhead"
+QUESTION = "Step time of MultiTaskTrainer vs a hand-written PyTorch loop and vs plain transformers.Trainer"
+TASK = "task0"
+LR = 1e-3
+MAX_GRAD_NORM = 1.0
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """What a user writes by hand: BCE over present labels, mean over present labels."""
+    mask = labels != -100
+    per_label = F.binary_cross_entropy_with_logits(logits, labels.clamp(min=0), reduction="none")
+    return (per_label * mask).sum() / mask.sum().clamp(min=1)
+
+
+class StepTimes(TrainerCallback):
+    """Wall-clock time at the end of every optimizer step."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.ends = [time.perf_counter()]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+class PlainMaskedTrainer(Trainer):
+    """The stock Trainer with the masked loss written by hand (what users do without hf_mtl)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = masked_bce(outputs.logits[TASK], labels)
+        return (loss, outputs) if return_outputs else loss
+
+
+def steady_step_time(ends: list[float], warmup: int) -> float:
+    """Median interval between step ends after ``warmup`` steps."""
+    intervals = [b - a for a, b in zip(ends, ends[1:])][warmup:]
+    if not intervals:
+        raise ValueError("no steady-state steps were timed; raise --steps")
+    return summarize(intervals)["median"]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = add_model_args(base_parser(__doc__.splitlines()[0]))
+    parser.add_argument("--steps", type=int, default=None, help="Timed steps per repetition (after warm-up).")
+    parser.add_argument("--warmup", type=int, default=3, help="Untimed steps at the start of each repetition.")
+    parser.add_argument("--repeats", type=int, default=None, help="Interleaved repetitions per variant.")
+    parser.add_argument("--num-labels", type=int, default=10)
+    args = parser.parse_args(argv)
+    args.steps = args.steps or (4 if args.quick else 20)
+    args.repeats = args.repeats or (3 if args.quick else 7)
+    setup_logging()
+
+    tasks = multilabel_tasks(1, args.num_labels)
+    total_steps = args.warmup + args.steps
+    n = args.batch_size * total_steps  # one epoch per repetition: no epoch boundary inside the timed steps
+    images = random_images(n, args.image_size, seed=args.seed)
+    labels = random_multilabel(n, args.num_labels, missing=0.3, seed=args.seed)
+    template = build_model(args.backbone, tasks, seed=args.seed).state_dict()
+
+    def fresh_model():
+        model = build_model(args.backbone, tasks, seed=args.seed)
+        model.load_state_dict(template)
+        return model.train()
+
+    models = {name: fresh_model() for name in ("raw_loop", "plain_trainer", "multitask_trainer")}
+    tensor_data = torch.utils.data.TensorDataset(images, labels)
+    plain_rows = [{"pixel_values": images[i], "labels": labels[i]} for i in range(n)]
+    mtl_rows = user_rows(images, {TASK: labels})
+    workdir = tempfile.mkdtemp(prefix="hf_mtl_bench_overhead_")
+    common = dict(
+        output_dir=workdir,
+        per_device_train_batch_size=args.batch_size,
+        max_steps=total_steps,
+        learning_rate=LR,
+        weight_decay=0.0,
+        lr_scheduler_type="constant",
+        max_grad_norm=MAX_GRAD_NORM,
+        optim="adamw_torch",
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+        use_cpu=not torch.cuda.is_available(),
+        seed=args.seed,
+    )
+
+    def raw_loop() -> float:
+        model = models["raw_loop"]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
+        loader = torch.utils.data.DataLoader(tensor_data, batch_size=args.batch_size, shuffle=True)
+        ends = [time.perf_counter()]
+        for step, (x, y) in enumerate(loader):
+            loss = masked_bce(model(pixel_values=x).logits[TASK], y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            optimizer.step()
+            optimizer.zero_grad()
+            if step % 10 == 0:
+                loss.item()  # what logging costs the Trainers
+            ends.append(time.perf_counter())
+        return steady_step_time(ends, args.warmup)
+
+    def plain_trainer() -> float:
+        timer = StepTimes()
+        trainer = PlainMaskedTrainer(
+            model=models["plain_trainer"], args=TrainingArguments(**common), train_dataset=plain_rows,
+            callbacks=[timer],
+        )
+        trainer.train()
+        return steady_step_time(timer.ends, args.warmup)
+
+    def multitask_trainer() -> float:
+        timer = StepTimes()
+        trainer = MultiTaskTrainer(
+            model=models["multitask_trainer"], args=MultiTaskTrainingArguments(**common), train_dataset=mtl_rows,
+            callbacks=[timer],
+        )
+        trainer.train()
+        return steady_step_time(timer.ends, args.warmup)
+
+    variants = {"raw_loop": raw_loop, "plain_trainer": plain_trainer, "multitask_trainer": multitask_trainer}
+    timing = interleaved(variants, args.repeats, baseline="raw_loop")
+    ratio = timing["variants"]["multitask_trainer"]["ratio_to_baseline"]["median"]
+    targets = [
+        target(
+            "multitask_trainer_vs_raw_loop", ratio, 1.03, "<=",
+            "median per-repetition ratio of steady-state step time, MultiTaskTrainer / raw PyTorch loop",
+        )
+    ]
+    results = {"step_time_s": timing, "steps_per_repetition": args.steps, "warmup_steps": args.warmup}
+
+    def plot(path: Path) -> None:
+        import matplotlib.pyplot as plt
+
+        names = list(variants)
+        med = [timing["variants"][k]["summary"]["median"] * 1000 for k in names]
+        lo = [m - timing["variants"][k]["summary"]["min"] * 1000 for k, m in zip(names, med)]
+        hi = [timing["variants"][k]["summary"]["max"] * 1000 - m for k, m in zip(names, med)]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.bar(names, med, yerr=[lo, hi], capsize=6, color=["#888888", "#5b8ff9", "#e8684a"])
+        for i, k in enumerate(names):
+            r = timing["variants"][k]["ratio_to_baseline"]
+            ax.text(i, med[i] / 2, f"{r['median']:.3f}x\n[{r['min']:.3f}, {r['max']:.3f}]", ha="center", fontsize=8)
+        ax.set_ylabel("ms per training step (median, min-max)")
+        ax.set_title(f"{args.backbone} {args.image_size}px, batch {args.batch_size}: step time vs raw loop")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+    return write_report(NAME, QUESTION, args, results, targets, plot, argv=argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Smoke test of `benchmarks/`: every script runs with `--quick` on a tiny model and writes a JSON of the agreed shape.
+
+Only the shape is checked, never a timing or a score: those depend on the machine (see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.common import SCHEMA_KEYS
+from tests.tiny_models import IMAGE_SIZE, TIMM_BACKBONE
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--quick", "--backbone", TIMM_BACKBONE, "--image-size", str(IMAGE_SIZE)]
+
+try:
+    from hf_mtl.offline_data import fashion_mnist_dir
+
+    fashion_mnist_dir()
+    HAVE_FASHION_MNIST = True
+except (ImportError, FileNotFoundError):
+    HAVE_FASHION_MNIST = False
+needs_data = pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="Fashion-MNIST (Debian dataset-fashion-mnist) missing")
+
+
+def check_report(report: dict, path: Path, name: str, png: bool = True) -> dict:
+    on_disk = json.loads((path / f"{name}.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    assert tuple(on_disk) == SCHEMA_KEYS
+    assert on_disk["benchmark"] == name
+    assert on_disk["command"].startswith(f"python benchmarks/{name}.py")
+    assert on_disk["machine"]["cpu_count"] >= 1 and on_disk["machine"]["torch"]
+    assert on_disk["settings"]["quick"] is True
+    for t in on_disk["targets"]:
+        assert set(t) >= {"name", "value", "comparison", "threshold", "met", "missed_by_relative"}
+        assert t["met"] == (t["value"] <= t["threshold"] if t["comparison"] == "<=" else t["value"] >= t["threshold"])
+    if png:
+        assert (path / f"{name}.png").stat().st_size > 1000
+    return on_disk["results"]
+
+
+def check_timing(timing: dict, variants: list[str], repeats: int) -> None:
+    assert sorted(timing["variants"]) == sorted(variants)
+    assert timing["baseline"] in variants and timing["repeats"] == repeats
+    for entry in timing["variants"].values():
+        assert len(entry["samples"]) == repeats and all(s > 0 for s in entry["samples"])
+        for stats in (entry["summary"], entry["ratio_to_baseline"]):
+            assert stats["min"] <= stats["q1"] <= stats["median"] <= stats["q3"] <= stats["max"]
+    assert timing["variants"][timing["baseline"]]["ratio_to_baseline"]["median"] == pytest.approx(1.0)
+
+
+def test_overhead(tmp_path):
+    from benchmarks import overhead
+
+    report = overhead.main([*TINY, "--steps", "2", "--warmup", "1", "--repeats", "2", "--output-dir", str(tmp_path)])
+    results = check_report(report, tmp_path, "overhead")
+    check_timing(results["step_time_s"], ["raw_loop", "plain_trainer", "multitask_trainer"], 2)
+    assert [t["name"] for t in report["targets"]] == ["multitask_trainer_vs_raw_loop"]
+
+
+def test_multitask_cost(tmp_path):
+    from benchmarks import multitask_cost
+
+    report = multitask_cost.main([*TINY, "--steps", "1", "--repeats", "2", "--output-dir", str(tmp_path)])
+    results = check_report(report, tmp_path, "multitask_cost")
+    variants = ["multi_task"] + [f"single_task{i}" for i in range(4)]
+    check_timing(results["train_step_time_s"], variants, 2)
+    check_timing(results["inference_time_s"], variants, 2)
+    params = results["parameters"]
+    assert params["4_single_models"] == sum(params[f"single_task{i}"] for i in range(4))
+    assert params["single_task0"] < params["multi_task"] < params["4_single_models"]
+
+
+def test_predict(tmp_path):
+    from benchmarks import predict
+
+    report = predict.main([*TINY, "--num-images", "12", "--batch-size", "8", "--repeats", "2",
+                           "--output-dir", str(tmp_path)])
+    results = check_report(report, tmp_path, "predict")
+    check_timing(results["images_per_second"], ["raw_forward", "raw_preprocess_forward", "predict", "pipeline"], 2)
+    assert set(results["ratio_to_raw_preprocess_forward"]) == {"predict", "pipeline"}
+
+
+@needs_data
+def test_feature_cache(tmp_path):
+    from benchmarks import feature_cache
+
+    report = feature_cache.main([*TINY, "--num-train", "16", "--epochs", "2", "--batch-size", "8", "--repeats", "1",
+                                 "--output-dir", str(tmp_path)])
+    results = check_report(report, tmp_path, "feature_cache")
+    check_timing(results["seconds"], ["without_cache", "with_cache"], 1)
+    assert results["speedup"]["n"] == 1
+    assert all(len(v) == 1 for v in results["final_training_loss"].values())
+
+
+def test_gpu_skips_cleanly_without_gpu(tmp_path):
+    import torch
+
+    from benchmarks import gpu
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the GPU benchmark would run for real")
+    report = gpu.main([*TINY, "--output-dir", str(tmp_path)])
+    assert "no CUDA GPU" in report["skipped"]
+    check_report(report, tmp_path, "gpu", png=False)
+    assert report["results"] == {} and report["targets"] == []
+
+
+def test_script_runs_from_the_command_line(tmp_path):
+    """`python benchmarks/<name>.py` works from a checkout, without installing `benchmarks`."""
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gpu.py", "--quick", "--output-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "gpu.json").read_text())["benchmark"] == "gpu"
