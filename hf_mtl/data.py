@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,8 @@ def _class_label(feature: Any) -> tuple[Any, bool]:
 
 def _user_value(value: Any, feature: Any) -> Any:
     """A stored label → what ``TaskType.encode`` reads: ClassLabel ids become names; ``-1`` ids become missing."""
+    if hasattr(value, "tolist"):  # tensors / numpy values of a torch- or numpy-formatted dataset
+        value = value.tolist()
     class_label, is_list = _class_label(feature)
     if class_label is None or value is None:
         return value
@@ -186,20 +188,18 @@ def task_specs_from_features(
     return specs
 
 
-def validate_labels(
+def iter_encoded_labels(
     dataset: Any,
     tasks: Sequence[TaskSpec],
     label_columns: Mapping[str, str] | None = None,
     known_label_columns: Mapping[str, str] | None = None,
     chunk_size: int = 1000,
     max_rows: int | None = None,
-) -> dict[str, int]:
-    """Encode every label of ``dataset`` (a ``datasets.Dataset``, an ``IterableDataset`` or a list of rows) once.
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Encoded labels ``{task: tensor}`` of ``dataset`` chunk by chunk, reading only the label columns.
 
-    Fails before training with an error naming the task, the column and the row: a configured task without its
-    column, an unknown class name, a label list of the wrong length, a multilabel value that is not 0/1/None. Only the
-    label columns are read (images are not decoded). Returns the number of present labels per task; a task with none
-    is logged as a warning, since its head would never train.
+    ``dataset``: a ``datasets.Dataset``, an ``IterableDataset`` or a list of rows. A configured task whose column
+    the dataset lacks is an error here (before any training work), naming the task and the columns there are.
     """
     import datasets
 
@@ -225,32 +225,50 @@ def validate_labels(
         absent = [c for c in known_label_columns.values() if c not in names]
         if absent:
             raise ValueError(f"known-label columns {absent} are not in the dataset (columns: {names})")
-    counts = {spec.name: 0 for spec in tasks}
 
-    def check(rows: list[Mapping[str, Any]], offset: int) -> None:
-        encoded = encode_labels(tasks, rows, label_columns, offset, known_label_columns, features)
-        for spec in tasks:
-            counts[spec.name] += int(spec.task_type.count_present(encoded[spec.name]))
+    def encode(rows: list[Mapping[str, Any]], offset: int) -> dict[str, torch.Tensor]:
+        return encode_labels(tasks, rows, label_columns, offset, known_label_columns, features)
 
     if isinstance(dataset, datasets.Dataset):
         table = dataset.with_format(None).select_columns(needed)
         total = len(table) if max_rows is None else min(len(table), max_rows)
         for start in range(0, total, chunk_size):
             batch = table[start : min(start + chunk_size, total)]
-            check([dict(zip(batch, values)) for values in zip(*batch.values())], start)
-    else:
-        rows = dataset.select_columns(needed) if isinstance(dataset, datasets.IterableDataset) else dataset
-        buffer: list[Mapping[str, Any]] = []
-        start = 0
-        for i, row in enumerate(rows):
-            if max_rows is not None and i >= max_rows:
-                break
-            buffer.append(row)
-            if len(buffer) == chunk_size:
-                check(buffer, start)
-                start, buffer = start + len(buffer), []
-        if buffer:
-            check(buffer, start)
+            yield encode([dict(zip(batch, values)) for values in zip(*batch.values())], start)
+        return
+    rows = dataset.select_columns(needed) if isinstance(dataset, datasets.IterableDataset) else dataset
+    buffer: list[Mapping[str, Any]] = []
+    start = 0
+    for i, row in enumerate(rows):
+        if max_rows is not None and i >= max_rows:
+            break
+        buffer.append(row)
+        if len(buffer) == chunk_size:
+            yield encode(buffer, start)
+            start, buffer = start + len(buffer), []
+    if buffer:
+        yield encode(buffer, start)
+
+
+def validate_labels(
+    dataset: Any,
+    tasks: Sequence[TaskSpec],
+    label_columns: Mapping[str, str] | None = None,
+    known_label_columns: Mapping[str, str] | None = None,
+    chunk_size: int = 1000,
+    max_rows: int | None = None,
+) -> dict[str, int]:
+    """Encode every label of ``dataset`` once, so bad labels fail before training, not hours into it.
+
+    The error names the task, the column and the row: a configured task without its column, an unknown class name, a
+    label list of the wrong length, a multilabel value that is not 0/1/None. Only the label columns are read (images
+    are not decoded). Returns the number of present labels per task; a task with none is logged as a warning, since
+    its head would never train.
+    """
+    counts = {spec.name: 0 for spec in tasks}
+    for encoded in iter_encoded_labels(dataset, tasks, label_columns, known_label_columns, chunk_size, max_rows):
+        for spec in tasks:
+            counts[spec.name] += int(spec.task_type.count_present(encoded[spec.name]))
     for name, count in counts.items():
         if count == 0:
             logger.warning("task %r has no present label in this dataset: its head will not learn from it", name)

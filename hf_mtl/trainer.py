@@ -151,12 +151,14 @@ class MultiTaskTrainer(Trainer):
             scale /= self.accelerator.num_processes  # compute_loss multiplies the loss by the number of processes
         return self.task_balancer.combine(task_losses, present, outputs.pooled_features, scale)
 
-    def create_optimizer_and_scheduler(self, num_training_steps: int) -> None:
-        """The stock optimizer and scheduler, plus a constant-LR group for learnable task weights (not in the model)."""
-        super().create_optimizer_and_scheduler(num_training_steps)
-        params = [p for p in self.task_balancer.parameters()] if self.task_balancer is not None else []
-        if params and not any(p is params[0] for g in self.optimizer.param_groups for p in g["params"]):
-            self.optimizer.add_param_group({"params": params, "lr": self.args.task_balancing_lr, "weight_decay": 0.0})
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """Learnable task weights (kept out of the model) join the optimizer as their own group at
+        ``task_balancing_lr`` (following the LR schedule) just before the stock scheduler is built."""
+        target = optimizer if optimizer is not None else self.optimizer
+        params = list(self.task_balancer.parameters()) if self.task_balancer is not None else []
+        if params and target is not None and not any(p is params[0] for g in target.param_groups for p in g["params"]):
+            target.add_param_group({"params": params, "lr": self.args.task_balancing_lr, "weight_decay": 0.0})
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def tune_thresholds(
         self, eval_dataset: Any = None, objective: str = "f1", target: float | None = None

@@ -63,6 +63,29 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "Where the feature cache lives (default: beside the dataset's cache files)."}
     )
 
+    # -- labels and task balancing (hf_mtl.data, hf_mtl.balancing) ---------------------------------------------------
+    validate_labels: bool = field(
+        default=True,
+        metadata={"help": "Encode every training label once before training; a bad value fails at once, naming task, "
+                  "column and row."},
+    )
+    task_balancing: str = field(
+        default="static",
+        metadata={
+            "help": "How task losses combine: `static` (each task's `loss_weight`), `uncertainty` (Kendall et al. "
+            "2018), `dwa` (dynamic weight averaging), `gradnorm` (GradNorm at the pooled features) or `rlw` (random "
+            "loss weighting). Dynamic weights multiply `loss_weight` and are logged as `task_weight_<task>`."
+        },
+    )
+    task_balancing_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={"help": "Options of the balancer (JSON on the command line), e.g. dwa: temperature, period; "
+                  "gradnorm: alpha."},
+    )
+    task_balancing_lr: float = field(
+        default=0.025, metadata={"help": "Constant learning rate of learnable task weights (uncertainty, gradnorm)."}
+    )
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickles (the Trainer's ``training_args.bin``, pushed with the model) never carry a token."""
         state = dict(self.__dict__)
