@@ -203,6 +203,8 @@ def test_trainer_push_to_hub_card_recipe_and_token_never_written_or_logged(
             model, tmp_path / "run", hub_model_id=repo_id, hub_token=token, logging_steps=1
         )
         commit = trainer.push_to_hub(dataset="hf-mtl/synthetic")
+        # The model-level push takes the token as an argument too.
+        model.push_to_hub(local_hub.repo_id("model-push"), token=token, metrics=metrics, training_args=trainer.args)
     finally:
         transformers.utils.logging.set_verbosity_warning()
         for name in LOGGERS:
