@@ -183,3 +183,25 @@ def test_thresholds_are_stored_in_config_and_used_by_metrics_and_decode(tmp_path
     y = np.array([[1, 0, 0], [0, 0, 0]], dtype=float)
     logits = np.log(np.array([[0.15, 0.15, 0.15], [0.05, 0.05, 0.05]]) / (1 - np.array([[0.15] * 3, [0.05] * 3])))
     assert compute((({"tags": logits}), {"tags": y}))["tags_a_f1"] == pytest.approx(1.0)
+
+
+def test_trainer_evaluate_reports_eval_task_metrics_and_tunes_thresholds(tmp_path):
+    from hf_mtl.trainer import MultiTaskTrainer
+    from hf_mtl.training_args import MultiTaskTrainingArguments
+    from tests.tiny_models import synthetic_rows
+
+    model = timm_model()
+    rows = synthetic_rows(24, seed=1)
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=8, report_to=[], use_cpu=True)
+    compute = build_compute_metrics(model)
+    trainer = MultiTaskTrainer(model=model, args=args, eval_dataset=rows,
+                               compute_metrics=compute)
+    metrics = trainer.evaluate()
+    for key in ("eval_tags_macro_roc_auc", "eval_tags_a_f1", "eval_kind_accuracy", "eval_kind_macro_f1",
+                "eval_score_mae", "eval_flag_roc_auc"):
+        assert key in metrics, key
+    assert set(compute.per_label_metrics) == {"tags", "kind", "score", "flag"}
+    thresholds = trainer.tune_thresholds()
+    assert set(thresholds) == {"tags", "flag"} and len(thresholds["tags"]) == 3
+    assert model.config.get_task("tags").thresholds == thresholds["tags"]
+    assert trainer.evaluate()["eval_tags_macro_f1"] >= metrics["eval_tags_macro_f1"]  # tuned on this very set
