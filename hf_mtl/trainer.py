@@ -73,12 +73,13 @@ class MultiTaskTrainer(Trainer):
                 transfer.cache_features, self.model, collator=self.data_collator,
                 batch_size=args.per_device_eval_batch_size, cache_dir=args.feature_cache_dir,
             )
-            if self.train_dataset is not None:
-                self.train_dataset = cache(self.train_dataset)
-            if isinstance(self.eval_dataset, Mapping):
-                self.eval_dataset = {name: cache(dataset) for name, dataset in self.eval_dataset.items()}
-            elif self.eval_dataset is not None:
-                self.eval_dataset = cache(self.eval_dataset)
+            with args.main_process_first(desc="backbone feature cache"):
+                if self.train_dataset is not None:
+                    self.train_dataset = cache(self.train_dataset)
+                if isinstance(self.eval_dataset, Mapping):
+                    self.eval_dataset = {name: cache(dataset) for name, dataset in self.eval_dataset.items()}
+                elif self.eval_dataset is not None:
+                    self.eval_dataset = cache(self.eval_dataset)
 
     def _unfreezing_callback(self):
         from .transfer import GradualUnfreezingCallback

@@ -179,3 +179,35 @@ def test_unfreezing_refuses_an_optimizer_without_the_frozen_parameters(tmp_path)
         callback.on_train_begin(_args(tmp_path), TrainerState(), TrainerControl(), model=model, optimizer=optimizer)
     with pytest.raises(ValueError, match="unfreeze unit must be one of"):
         GradualUnfreezingCallback(every=1, unit="batch")
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "test_efficientnet", "test_vit"])
+def test_feature_info_stages_agree_with_group_matcher(name):
+    """The fallback for timm models without group_matcher groups parameters as group_matcher does."""
+    import timm
+
+    from hf_mtl.transfer.blocks import feature_info_groups
+
+    inner = timm.create_model(name, num_classes=0)
+    names = [n for n, _ in inner.named_parameters()]
+    from timm.models import group_parameters
+
+    grouped = group_parameters(inner, inner.group_matcher(coarse=True))
+    assert feature_info_groups(inner, names) == [grouped[k] for k in sorted(grouped)]
+
+
+def test_gradual_unfreezing_resumes_from_a_checkpoint_exactly(tmp_path):
+    """Checkpoint at step 2 and resume: the same blocks unfreeze and the weights end as in the uninterrupted run."""
+    data = synthetic_dataset(16)
+    common = dict(max_steps=4, freeze_policy="heads", unfreeze_every=1, unfreeze_unit="step", layer_decay=0.8,
+                  per_device_train_batch_size=4, save_strategy="steps", save_steps=2)
+    straight = timm_model()
+    MultiTaskTrainer(model=straight, args=_args(tmp_path / "a", **common), train_dataset=data).train()
+
+    resumed = timm_model(seed=1)  # different init: everything must come from the checkpoint
+    trainer = MultiTaskTrainer(model=resumed, args=_args(tmp_path / "b", **common), train_dataset=data)
+    trainer.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+    assert trainer._unfreezing_callback().history == [(2, 2), (3, 3)]
+    expected = straight.state_dict()
+    for name, tensor in resumed.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name], rtol=1e-6, atol=1e-7, msg=name)

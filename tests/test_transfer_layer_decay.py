@@ -92,3 +92,17 @@ def test_trainer_uses_layer_decay_with_its_scheduler(tmp_path):
     assert {g["layer_depth"] for g in trainer.optimizer.param_groups} == set(range(len(backbone_blocks(model, True)) + 1))
     # The scheduler's own view: last LRs are the decayed ones, not one shared LR.
     assert len(set(trainer.lr_scheduler.base_lrs)) == len(backbone_blocks(model, True)) + 1
+
+
+def test_vit_position_embeddings_get_no_weight_decay():
+    from hf_mtl import MultiTaskConfig, MultiTaskModel
+
+    model = MultiTaskModel(MultiTaskConfig(backbone="test_vit", backbone_library="timm",
+                                           tasks=[{"name": "kind", "type": "multiclass", "labels": ["a", "b"]}]))
+    skipped = no_weight_decay_names(model)
+    assert {"backbone.model.pos_embed", "backbone.model.cls_token"} <= skipped
+    assert "backbone.model.blocks.0.attn.qkv.weight" not in skipped
+    depths = layer_depths(model)
+    blocks = backbone_blocks(model, fine=True)
+    assert depths["backbone.model.patch_embed.proj.weight"] == len(blocks) == len(model.backbone.model.blocks) + 1
+    assert depths["backbone.model.blocks.0.attn.qkv.weight"] == len(blocks) - 1

@@ -65,13 +65,19 @@ def _timm_groups(inner: nn.Module, names: list[str], fine: bool) -> list[list[st
 
             grouped = group_parameters(inner, spec)
             return [grouped[key] for key in sorted(grouped)]
-    feature_info = getattr(inner, "feature_info", None)
-    if feature_info:
-        info = feature_info.info if hasattr(feature_info, "info") else feature_info
-        stages = [entry["module"] for entry in info if entry.get("module")]
-        return _groups_by_prefix(names, stages)
+    if getattr(inner, "feature_info", None):
+        return feature_info_groups(inner, names)
     logger.warning("%s exposes neither group_matcher nor feature_info: treating it as one block", type(inner).__name__)
     return [names]
+
+
+def feature_info_groups(inner: nn.Module, names: list[str]) -> list[list[str]]:
+    """Stages from a timm model's ``feature_info`` (for models without ``group_matcher``): stem, then one group per
+    stage module."""
+    feature_info = inner.feature_info
+    info = feature_info.info if hasattr(feature_info, "info") else feature_info
+    stages = [entry["module"] for entry in info if entry.get("module")]
+    return [group for group in _groups_by_prefix(names, stages) if group]
 
 
 def _transformers_groups(inner: nn.Module, names: list[str]) -> list[list[str]]:
