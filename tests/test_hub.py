@@ -40,6 +40,14 @@ def run_python(code: str, env: dict[str, str], cwd: Path) -> str:
     return result.stdout
 
 
+def result_of(stdout: str) -> dict:
+    """The JSON a check script printed after ``RESULT``; the card snippet must have printed its predictions before."""
+    lines = stdout.splitlines()
+    assert any("'tags'" in line and "'kind'" in line for line in lines[:-1]), stdout[-2000:]
+    assert lines[-1].startswith("RESULT ")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
 def child_env(local_hub: LocalHubHandle, cache: Path, offline: bool = False) -> dict[str, str]:
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "PYTHONPATH": str(REPO_ROOT)}
     env.pop("HF_TOKEN", None)  # the repos are public: loading needs no token
@@ -144,6 +152,9 @@ def test_push_load_fresh_process_revision_and_offline(local_hub: LocalHubHandle,
 
     # A fresh process with an empty cache: MultiTaskModel and AutoModel at main and at the first revision.
     torch.save(x, tmp_path / "x.pt")
+    # The usage snippet of the main card runs too (online, then offline from the cache).
+    readme_main = Path(hf_hub_download(repo_id, "README.md")).read_text()
+    (tmp_path / "snippet.py").write_text(usage_code(readme_main))
     expected_logits = {"main": logits_second, "first": logits_first}
     (tmp_path / "expected.json").write_text(json.dumps(expected_logits))
     check = textwrap.dedent(
@@ -165,11 +176,12 @@ def test_push_load_fresh_process_revision_and_offline(local_hub: LocalHubHandle,
             image = x[0].permute(1, 2, 0).clamp(-1, 1).add(1).mul(127.5).byte().numpy()
             classifier = pipeline("multi-task-classification", model={repo_id!r}, revision=revision)
             out[name] = {{"predict": model.predict(image, top_k=2), "pipeline": classifier(image, top_k=2)}}
-        print(json.dumps(out))
+        exec(open({str(tmp_path / "snippet.py")!r}).read())
+        print("RESULT", json.dumps(out))
         """
     )
     cache = tmp_path / "fresh-cache"
-    online = json.loads(run_python(check, child_env(local_hub, cache), tmp_path).splitlines()[-1])
+    online = result_of(run_python(check, child_env(local_hub, cache), tmp_path))
     for name in ("main", "first"):
         assert online[name]["predict"] == online[name]["pipeline"]
         assert online[name]["predict"]["tags"]["scores"].keys() == {"a", "b", "c"}
@@ -179,7 +191,7 @@ def test_push_load_fresh_process_revision_and_offline(local_hub: LocalHubHandle,
 
     # Offline, from that cache, with the server down: same logits, same predictions.
     local_hub.server.stop()
-    offline = json.loads(run_python(check, child_env(local_hub, cache, offline=True), tmp_path).splitlines()[-1])
+    offline = result_of(run_python(check, child_env(local_hub, cache, offline=True), tmp_path))
     assert offline == online
 
 
