@@ -4,7 +4,9 @@ __version__ = "0.1.0"
 
 from transformers import AutoConfig, AutoModel
 
+from .balancing import apply_pos_weight, build_balancer, compute_pos_weight
 from .configuration_mtl import MultiTaskConfig
+from .data import MultiTaskDataCollator, mix_datasets, task_specs_from_features, validate_labels
 from .losses import count_present_labels, multitask_loss
 from .modeling_mtl import MultiTaskModel, MultiTaskOutput
 from .pipeline import PIPELINE_TASK, MultiTaskClassificationPipeline, register_pipeline
@@ -38,6 +40,13 @@ __all__ = [
     "build_processor",
     "dataset_transform",
     "preprocess",
+    "MultiTaskDataCollator",
+    "mix_datasets",
+    "task_specs_from_features",
+    "validate_labels",
+    "apply_pos_weight",
+    "build_balancer",
+    "compute_pos_weight",
     "count_present_labels",
     "multitask_loss",
 ]

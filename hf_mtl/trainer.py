@@ -124,6 +124,8 @@ class MultiTaskTrainer(Trainer):
             return
         if not isinstance(collator, MultiTaskDataCollator) or not self.task_specs:
             return
+        if collator.features is None:  # Sequence(ClassLabel) ids are positive ids, not a 0/1 list: decode them
+            collator.features = getattr(dataset, "features", None)
         validate_labels(dataset, collator.tasks, collator.label_columns, collator.known_label_columns)
 
     def _setup_balancing(self) -> None:
