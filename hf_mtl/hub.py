@@ -45,23 +45,6 @@ RECIPE_KEYS = (
 PROCESSOR_SKIP_PATTERNS = ["*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.msgpack", "*.png"]
 """Files a processor never needs: skipped when fetching a repo's preprocessing files."""
 
-MISSING_LABEL_HANDLING = {
-    "multilabel": "masked per label: a sample may give some labels and leave others out (None/NaN); absent labels add "
-    "nothing to the loss, which is normalised by the number of present labels in the effective batch",
-    "binary": "masked per sample: samples without this label (None/NaN) add nothing to the loss, which is normalised "
-    "by the number of labelled samples in the effective batch",
-    "multiclass": "masked per sample: samples without a class (None/NaN) add nothing to the cross-entropy, which is "
-    "normalised by the number of labelled samples in the effective batch",
-    "regression": "masked per value: missing targets (None/NaN) add nothing to the squared error, which is normalised "
-    "by the number of present values in the effective batch",
-}
-DECISION_RULES = {
-    "multilabel": "sigmoid per label; a label is predicted when its probability reaches its threshold",
-    "binary": "sigmoid; the positive label is predicted when the probability reaches the threshold",
-    "multiclass": "softmax over the classes; the top-k classes with their probabilities",
-    "regression": "the raw output value(s)",
-}
-
 
 # ----------------------------------------------------------------------------------------------------------- template
 def model_card_template_path() -> Path:
@@ -314,6 +297,8 @@ def create_model_card(
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    from .metrics import output_names
+
     config = model.config
     specs: list[TaskSpec] = list(model.task_specs)
     repo_id = repo_id or config.name_or_path or "path/to/model"
@@ -343,7 +328,7 @@ def create_model_card(
     ]
     task_types = sorted({spec.type for spec in specs})
     all_tags = [LIBRARY_NAME, "multi-task", pipeline_tag, config.backbone_library]
-    all_tags += [f"{t}-classification" if t in ("multilabel", "multiclass", "binary") else t for t in task_types]
+    all_tags += task_types
     all_tags += [t for t in (tags or []) if t not in all_tags]
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
@@ -360,9 +345,10 @@ def create_model_card(
     columns, label_rows = per_label_table(specs, per_label_metrics)
     tasks = []
     for spec in specs:
-        thresholded = spec.type in ("multilabel", "binary")
+        task_type = spec.task_type
+        thresholded = task_type.uses_thresholds
         thresholds = spec.thresholds if spec.thresholds is not None else [0.5] * spec.output_size
-        names = spec.label_names if spec.type != "binary" else [spec.label_names[-1]]
+        names = output_names(spec)  # one name per output (a binary task's one output is its positive label)
         tasks.append(
             {
                 "name": spec.name,
@@ -370,8 +356,8 @@ def create_model_card(
                 "output_size": spec.output_size,
                 "labels": spec.label_names,
                 "loss_weight": spec.loss_weight,
-                "missing": MISSING_LABEL_HANDLING.get(spec.type, "masked out of the loss"),
-                "decision": DECISION_RULES.get(spec.type, "see `TaskType.decode`")
+                "missing": task_type.missing_label_rule,
+                "decision": task_type.decision_rule
                 + ("" if not thresholded or spec.thresholds is not None else " (default threshold 0.5)"),
                 "thresholds": list(zip(names, thresholds)) if thresholded else None,
             }

@@ -116,6 +116,12 @@ class TaskType:
     name: ClassVar[str]
     metric_names: ClassVar[tuple[str, ...]]
     label_dtype: ClassVar[torch.dtype] = torch.float32
+    uses_thresholds: ClassVar[bool] = False
+    """Whether predictions compare probabilities with `TaskSpec.thresholds` (for cards and threshold tuning)."""
+    missing_label_rule: ClassVar[str] = "missing labels are masked out of the loss"
+    """How a missing label is handled, in words, for the model card."""
+    decision_rule: ClassVar[str] = "see `TaskType.decode`"
+    """How outputs become a prediction, in words, for the model card."""
 
     def validate(self, spec: TaskSpec) -> None:
         """Raise ValueError when the spec cannot describe a task of this type."""
@@ -154,6 +160,7 @@ class _BinaryLike(TaskType):
     """Sigmoid outputs trained with binary cross-entropy, one logit per label (never a softmax across labels)."""
 
     metric_names = ("roc_auc", "average_precision", "f1", "accuracy")
+    uses_thresholds = True
 
     def loss_terms(self, spec, logits, labels):
         labels = labels.reshape(logits.shape)
@@ -184,6 +191,11 @@ class _BinaryLike(TaskType):
 
 class MultiLabelTask(_BinaryLike):
     name = "multilabel"
+    missing_label_rule = (
+        "masked per label: a sample may give some labels and leave others out (None/NaN); absent labels add nothing "
+        "to the loss, which is normalised by the number of present labels in the effective batch"
+    )
+    decision_rule = "sigmoid per label; a label is predicted when its probability reaches its threshold"
 
     def validate(self, spec):
         if spec.labels is None and (spec.num_outputs is None or spec.num_outputs < 1):
@@ -234,6 +246,11 @@ class MultiLabelTask(_BinaryLike):
 
 class BinaryTask(_BinaryLike):
     name = "binary"
+    missing_label_rule = (
+        "masked per sample: samples without this label (None/NaN) add nothing to the loss, which is normalised by the "
+        "number of labelled samples in the effective batch"
+    )
+    decision_rule = "sigmoid; the positive label is predicted when the probability reaches the threshold"
 
     def validate(self, spec):
         if spec.labels is not None and len(spec.labels) not in (1, 2):
@@ -270,6 +287,11 @@ class MultiClassTask(TaskType):
     name = "multiclass"
     metric_names = ("accuracy", "macro_f1")
     label_dtype = torch.long
+    missing_label_rule = (
+        "masked per sample: samples without a class (None/NaN) add nothing to the cross-entropy, which is normalised "
+        "by the number of labelled samples in the effective batch"
+    )
+    decision_rule = "softmax over the classes; the top-k classes with their probabilities"
 
     def validate(self, spec):
         if spec.labels is None and (spec.num_outputs is None or spec.num_outputs < 2):
@@ -324,6 +346,11 @@ class MultiClassTask(TaskType):
 class RegressionTask(TaskType):
     name = "regression"
     metric_names = ("mae", "rmse")
+    missing_label_rule = (
+        "masked per value: missing targets (None/NaN) add nothing to the squared error, which is normalised by the "
+        "number of present values in the effective batch"
+    )
+    decision_rule = "the raw output value(s)"
 
     def validate(self, spec):
         if spec.labels is not None and spec.num_outputs not in (None, len(spec.labels)):
