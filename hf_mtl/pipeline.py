@@ -56,6 +56,16 @@ def _is_single(inputs: Any) -> bool:
     return False
 
 
+def _to_model(encoded: Mapping[str, torch.Tensor], model: Any, device: bool = True) -> dict[str, torch.Tensor]:
+    """Floating inputs in the model's dtype (a bf16 model gets bf16 pixels), all on its device; ids stay integers."""
+    out = {}
+    for name, value in encoded.items():
+        if value.is_floating_point():
+            value = value.to(model.dtype)
+        out[name] = value.to(model.device) if device else value
+    return out
+
+
 def predict(
     model: Any,
     inputs: Any,
@@ -80,7 +90,7 @@ def predict(
         with torch.no_grad():
             for start in range(0, len(items), batch_size):
                 encoded = preprocess(processor, items[start : start + batch_size])
-                encoded = {name: value.to(model.device) for name, value in encoded.items()}
+                encoded = _to_model(encoded, model)
                 logits = model(**encoded).logits
                 results.extend(decode_logits(model.task_specs, logits, top_k=top_k))
     finally:
@@ -126,7 +136,7 @@ class MultiTaskClassificationPipeline(Pipeline):
         return {}, {}, postprocess_params
 
     def preprocess(self, inputs: Any) -> dict[str, torch.Tensor]:
-        return preprocess(self.mtl_processor, [inputs])
+        return _to_model(preprocess(self.mtl_processor, [inputs]), self.model, device=False)
 
     def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return dict(self.model(**model_inputs).logits)

@@ -177,3 +177,14 @@ def test_decode_logits_and_bad_input_errors(image_model) -> None:
         decode_logits(specs, {k: v for k, v in logits.items() if k != "flag"})
     with pytest.raises(FileNotFoundError, match="nope.png"):
         image_model.predict(["nope.png"])
+
+
+def test_predict_follows_the_model_dtype(image_model) -> None:
+    image = sample_images(1)[0]
+    expected = image_model.predict(image)
+    image_model.to(torch.bfloat16)
+    got = image_model.predict(image)
+    assert list(got) == list(expected) and got["kind"]["label"] in ("x", "y", "z")
+    assert got["score"]["value"] == pytest.approx(expected["score"]["value"], abs=0.1)
+    assert_same(pipeline("multi-task-classification", model=image_model)(image), got)
+
