@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -121,8 +122,10 @@ class DynamicWeightAverage(TaskBalancer):
         self.register_buffer("weights", torch.ones(n))
         self.register_buffer("sums", torch.zeros(n))
         self.register_buffer("counts", torch.zeros(n))
-        self.history: list[torch.Tensor] = []  # mean loss per task of the last two finished periods
-        self.steps = 0
+        # mean loss per task of the last two finished periods (buffers, so checkpoints keep them)
+        self.register_buffer("previous", torch.full((n,), math.nan))
+        self.register_buffer("last", torch.full((n,), math.nan))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def dynamic_weights(self):
         return dict(zip(self.task_names, self.weights.tolist()))
@@ -137,20 +140,20 @@ class DynamicWeightAverage(TaskBalancer):
 
     def step(self):
         self.steps += 1
-        if self.steps % self.period:
+        if int(self.steps) % self.period:
             return
         if torch.distributed.is_available() and torch.distributed.is_initialized():  # same weights on every process
             torch.distributed.all_reduce(self.sums)
             torch.distributed.all_reduce(self.counts)
         safe = self.counts.clamp(min=1e-12)
         means = torch.where(self.counts > 0, self.sums / safe, torch.full_like(self.sums, math.nan))
-        self.history = [*self.history[-1:], means]
+        self.previous.copy_(self.last)
+        self.last.copy_(means)
         self.sums.zero_()
         self.counts.zero_()
-        if len(self.history) == 2:
-            previous, last = self.history
-            ratio = torch.where(torch.isfinite(last / previous) & (previous > 0), last / previous, torch.ones_like(last))
-            self.weights = len(self.task_names) * torch.softmax(ratio / self.temperature, dim=0)
+        ratio = self.last / self.previous  # NaN until two periods are done, or for a task absent from one
+        ratio = torch.where(torch.isfinite(ratio) & (self.previous > 0), ratio, torch.ones_like(ratio))
+        self.weights.copy_(len(self.task_names) * torch.softmax(ratio / self.temperature, dim=0))
 
 
 class GradNorm(TaskBalancer):
@@ -224,7 +227,37 @@ class RandomLossWeighting(TaskBalancer):
 
     def step(self):
         eps = torch.randn(len(self.task_names), generator=self.generator)
-        self.weights = (len(self.task_names) * torch.softmax(eps, dim=0)).to(self.weights.device)
+        self.weights.copy_(len(self.task_names) * torch.softmax(eps, dim=0))
+
+
+BALANCER_STATE_NAME = "task_balancer.safetensors"
+"""File in a checkpoint folder holding the balancer's learnable weights and statistics (the model never has them)."""
+
+
+def save_balancer_state(balancer: TaskBalancer, folder: str | os.PathLike) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in balancer.state_dict().items()}
+    save_file(state, os.path.join(folder, BALANCER_STATE_NAME), metadata={"strategy": balancer.name})
+
+
+def load_balancer_state(balancer: TaskBalancer, folder: str | os.PathLike) -> bool:
+    """Restore a balancer saved in a checkpoint; False (and a warning) when the checkpoint has none."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = os.path.join(folder, BALANCER_STATE_NAME)
+    if not os.path.isfile(path):
+        logger.warning("checkpoint %s has no %s: task weights restart from their initial values", folder,
+                       BALANCER_STATE_NAME)
+        return False
+    with safe_open(path, framework="pt") as handle:
+        saved = (handle.metadata() or {}).get("strategy")
+    if saved != balancer.name:
+        raise ValueError(f"checkpoint {folder} was trained with task_balancing={saved!r}, not {balancer.name!r}")
+    device = next(iter(balancer.state_dict().values())).device if balancer.state_dict() else "cpu"
+    balancer.load_state_dict({k: v.to(device) for k, v in load_file(path).items()})
+    return True
 
 
 BALANCERS: dict[str, type[TaskBalancer]] = {
@@ -308,6 +341,11 @@ class TaskBalancingCallback(TrainerCallback):
         for param in self.balancer.parameters():
             if param.grad is not None:  # not inside DDP: average like DDP does for the model
                 param.grad = self.accelerator.reduce(param.grad, reduction="mean")
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if state.is_world_process_zero and os.path.isdir(folder):
+            save_balancer_state(self.balancer, folder)
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.balancer.step()

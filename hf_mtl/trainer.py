@@ -163,6 +163,14 @@ class MultiTaskTrainer(Trainer):
             target.add_param_group({"params": params, "lr": self.args.task_balancing_lr, "weight_decay": 0.0})
         return super().create_scheduler(num_training_steps, optimizer)
 
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """On resume, the task balancer's weights and statistics come back with the optimizer state."""
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None and self.task_balancer is not None:
+            from .balancing import load_balancer_state
+
+            load_balancer_state(self.task_balancer, checkpoint)
+
     def tune_thresholds(
         self, eval_dataset: Any = None, objective: str = "f1", target: float | None = None
     ) -> dict[str, list[float]]:

@@ -134,3 +134,25 @@ def test_validation_runs_before_training(tmp_path):
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, max_steps=1)
     with pytest.raises(ValueError, match=r"task 'small', column 'small', row 5: unknown label name 'maybe'"):
         MultiTaskTrainer(model=timm_model(tasks=TWO_TASKS), args=args, train_dataset=rows)
+
+
+def test_balancer_state_is_checkpointed_and_restored_on_resume(tmp_path):
+    def trainer(max_steps):
+        args = MultiTaskTrainingArguments(
+            output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=max_steps, save_steps=2,
+            report_to=[], use_cpu=True, task_balancing="dwa", task_balancing_kwargs='{"period": 1}', seed=0,
+        )
+        return MultiTaskTrainer(model=timm_model(tasks=TWO_TASKS), args=args, train_dataset=_toy_rows(16))
+
+    first = trainer(3)
+    first.train()
+    saved = {k: v.clone() for k, v in first.task_balancer.state_dict().items()}
+    assert (tmp_path / "checkpoint-3" / "task_balancer.safetensors").is_file()
+    assert int(saved["steps"]) == 3 and saved["weights"].sum() == pytest.approx(2.0)
+    resumed = trainer(5)
+    assert int(resumed.task_balancer.steps) == 0
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    state = resumed.task_balancer.state_dict()
+    assert int(state["steps"]) == 5  # continued from 3, not restarted from 0
+    # with period 1, `previous` after step 5 is the mean loss of step 4: the restored `last` moved on by one period
+    assert torch.isfinite(state["previous"]).all() and not torch.equal(state["last"], saved["last"])
