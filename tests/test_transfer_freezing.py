@@ -161,7 +161,8 @@ def test_gradual_unfreezing_by_step_keeps_optimizer_state_consistent(tmp_path):
 def test_gradual_unfreezing_by_epoch(tmp_path):
     model = bert_model()
     args = _args(tmp_path, num_train_epochs=3, freeze_policy="heads", unfreeze_every=1, layer_decay=0.5)
-    rows = [{"input_ids": torch.randint(1, 64, (5,)), "kind": i % 3} for i in range(16)]
+    rows = [{"input_ids": torch.randint(1, 64, (5,)), "kind": i % 3, "tags": None, "score": None, "flag": None}
+            for i in range(16)]
     trainer = MultiTaskTrainer(model=model, args=args, train_dataset=rows)
     trainer.train()
     assert trainer._unfreezing_callback().history == [(1.0, 1), (2.0, 2)]
