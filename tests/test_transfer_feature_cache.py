@@ -112,3 +112,22 @@ def test_cache_refuses_augmented_inputs_and_trainable_backbones(tmp_path):
         args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, feature_cache=True,
                                           freeze_policy="full")
         MultiTaskTrainer(model=timm_model(), args=args, train_dataset=data)
+
+
+def test_cache_of_a_transformers_backbone_matches_its_pooled_output(tmp_path):
+    from datasets import Dataset
+
+    from tests.tiny_models import bert_model
+
+    model = bert_model()
+    set_trainable_blocks(model, 0)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 64, (6, 7), generator=g)
+    data = Dataset.from_dict({"input_ids": ids.tolist(), "kind": [0, 1, 2, None, 1, 0], "note": list("abcdef")})
+    cached = cache_features(model, data, cache_dir=tmp_path, batch_size=4)
+    assert sorted(cached.column_names) == ["features", "kind"], "inputs and unrelated columns are dropped"
+    with torch.no_grad():
+        expected = model.eval().backbone(input_ids=ids)
+    torch.testing.assert_close(_features(cached), expected, rtol=1e-5, atol=1e-6)
+    batch = model(features=_features(cached)[:2])
+    assert batch.logits["kind"].shape == (2, 3)

@@ -111,3 +111,23 @@ def test_lora_loads_onto_a_saved_base_folder(tmp_path):
         torch.testing.assert_close(got[task], expected[task], rtol=0, atol=0)
     with pytest.raises(ValueError, match="no backbone layer matches"):
         apply_lora(bert_model(), target_modules=["not_a_layer"])
+
+
+def test_lora_parameters_follow_their_block_in_layer_decay(tmp_path):
+    from hf_mtl.transfer import backbone_blocks, param_groups
+
+    peft_model = apply_lora(bert_model(), r=2)
+    blocks = backbone_blocks(peft_model)
+    groups = param_groups(peft_model, lr=1.0, layer_decay=0.5)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(peft_model.base_model.model.named_parameters())
+    for index, block in enumerate(blocks):
+        for name in block:
+            if named[name].requires_grad:
+                assert "lora_" in name and lr_of[id(named[name])] == 0.5 ** (len(blocks) - index)
+    heads = [p for n, p in named.items() if n.startswith("heads.") and p.requires_grad]
+    assert heads and all(lr_of[id(p)] == 1.0 for p in heads)
+    assert len(lr_of) == sum(p.requires_grad for p in peft_model.parameters())
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, freeze_policy="heads")
+    with pytest.raises(ValueError, match="PEFT-wrapped"):
+        MultiTaskTrainer(model=peft_model, args=args, train_dataset=_text_dataset(4))

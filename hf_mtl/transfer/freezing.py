@@ -91,7 +91,9 @@ def apply_freeze_policy(
         backbone_params = sum(p.numel() for p in base.backbone.parameters())
         choice = choose_freeze_policy(num_train_samples, num_labels, backbone_params, len(blocks))
     set_trainable_blocks(base, choice.trainable_blocks, blocks=blocks)
-    logger.info("freeze policy %r -> %s (%s)", policy, choice.policy, choice.reason)
+    # `auto` decides for the user, so it says so even at the default log level.
+    log = logger.warning if policy == "auto" else logger.info
+    log("freeze policy %r -> %s (%s)", policy, choice.policy, choice.reason)
     return choice
 
 

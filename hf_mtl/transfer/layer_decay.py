@@ -67,7 +67,7 @@ def param_groups(
         if not param.requires_grad and not include_frozen:
             continue
         name = ids.get(id(param))
-        if name is None:  # an adapter parameter (LoRA): it sits inside its block, but train it at the base LR
+        if name is None:  # a wrapper's own parameter, outside the MultiTaskModel: base LR
             depth, decays = 0, param.ndim > 1
         else:
             depth, decays = depths.get(name, 0), name not in no_decay
