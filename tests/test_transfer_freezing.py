@@ -212,3 +212,31 @@ def test_gradual_unfreezing_resumes_from_a_checkpoint_exactly(tmp_path):
     expected = straight.state_dict()
     for name, tensor in resumed.state_dict().items():
         torch.testing.assert_close(tensor, expected[name], rtol=1e-6, atol=1e-7, msg=name)
+
+
+def _tiny_transformers(kind: str):
+    from transformers import AutoModel, ConvNextConfig, DistilBertConfig, ViTConfig, Wav2Vec2Config
+
+    configs = {
+        "vit": ViTConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=16,
+                         image_size=16, patch_size=8),
+        "convnext": ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1]),
+        "wav2vec2": Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                                   conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3), num_feat_extract_layers=2,
+                                   num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2),
+        "distilbert": DistilBertConfig(dim=16, n_layers=3, n_heads=2, hidden_dim=16, vocab_size=50),
+    }
+    return AutoModel.from_config(configs[kind])
+
+
+@pytest.mark.parametrize("kind,expected", [("vit", ("layers", 3)), ("convnext", ("encoder.stages", 4)),
+                                           ("wav2vec2", ("encoder.layers", 2)),
+                                           ("distilbert", ("transformer.layer", 3))])
+def test_layer_list_of_other_transformers_architectures(kind, expected):
+    """The layer stack is found structurally, whatever the architecture calls it."""
+    assert find_layer_list(_tiny_transformers(kind)) == expected
+
+
+def test_auto_with_a_single_block_backbone():
+    assert choose_freeze_policy(50, 1, 1000, num_blocks=1).policy == "heads"
+    assert choose_freeze_policy(500, 1, 1000, num_blocks=1).policy == "full"

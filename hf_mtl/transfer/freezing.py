@@ -52,10 +52,12 @@ def choose_freeze_policy(num_train_samples: int, num_labels: int, backbone_param
     full_from = AUTO_FULL_FROM * size_factor
     facts = (f"{num_train_samples} samples / {num_labels} labels = {per_label:.1f} per label, backbone "
              f"{backbone_params / 1e6:.2f}M parameters in {num_blocks} blocks")
-    if per_label < AUTO_HEADS_BELOW or num_blocks < 2:
+    if per_label < AUTO_HEADS_BELOW:
         return FreezeChoice("heads", 0, num_blocks, f"{facts}: under {AUTO_HEADS_BELOW} per label, train only the heads")
     if per_label >= full_from:
         return FreezeChoice("full", num_blocks, num_blocks, f"{facts}: at least {full_from:.0f} per label, train all")
+    if num_blocks < 2:
+        return FreezeChoice("full", num_blocks, num_blocks, f"{facts}: enough data to fine-tune, one block: train all")
     share = math.log(per_label / AUTO_HEADS_BELOW) / math.log(full_from / AUTO_HEADS_BELOW)
     n = min(num_blocks - 1, max(1, math.ceil(share * (num_blocks - 1))))
     return FreezeChoice("top_n", n, num_blocks,
