@@ -156,3 +156,34 @@ def test_balancer_state_is_checkpointed_and_restored_on_resume(tmp_path):
     assert int(state["steps"]) == 5  # continued from 3, not restarted from 0
     # with period 1, `previous` after step 5 is the mean loss of step 4: the restored `last` moved on by one period
     assert torch.isfinite(state["previous"]).all() and not torch.equal(state["last"], saved["last"])
+
+
+@pytest.mark.parametrize("strategy", ["uncertainty", "dwa"])
+def test_balancing_is_exact_under_gradient_accumulation(tmp_path, strategy):
+    """2 SGD steps of 8 rows equal 2 steps of 4 x 2 accumulated rows: model weights and balancer state alike."""
+    from tests.test_trainer import NO_DROPOUT, _text_rows
+    from tests.tiny_models import bert_model
+
+    rows = _text_rows(16, seed=5)
+    results = []
+    for batch, accumulation in ((8, 1), (2, 4)):
+        model = bert_model(**NO_DROPOUT)
+        args = MultiTaskTrainingArguments(
+            output_dir=str(tmp_path / f"ga{accumulation}"), per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation, max_steps=3, learning_rate=0.3, optim="sgd",
+            lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=0.0, report_to=[], save_strategy="no",
+            use_cpu=True, seed=0, data_seed=0, disable_tqdm=True, task_balancing=strategy,
+            task_balancing_kwargs={"period": 1} if strategy == "dwa" else None, task_balancing_lr=0.5,
+        )
+        trainer = MultiTaskTrainer(model=model, args=args, train_dataset=rows)
+        trainer.train()
+        results.append(({k: v.detach().clone() for k, v in model.state_dict().items()},
+                        {k: v.detach().clone() for k, v in trainer.task_balancer.state_dict().items()}))
+    (w_full, b_full), (w_ga, b_ga) = results
+    assert b_full.keys() == b_ga.keys()
+    weights = b_full["log_vars"] if strategy == "uncertainty" else b_full["weights"]
+    assert not torch.allclose(weights, torch.zeros_like(weights) if strategy == "uncertainty" else torch.ones_like(weights))
+    for key in b_full:
+        torch.testing.assert_close(b_ga[key], b_full[key], rtol=1e-4, atol=1e-5, equal_nan=True)
+    for key in w_full:
+        torch.testing.assert_close(w_ga[key], w_full[key], rtol=1e-4, atol=1e-5)
