@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.trainer_utils import has_length
 
@@ -72,6 +74,7 @@ class MultiTaskTrainer(Trainer):
             cache = functools.partial(
                 transfer.cache_features, self.model, collator=self.data_collator,
                 batch_size=args.per_device_eval_batch_size, cache_dir=args.feature_cache_dir,
+                num_workers=args.dataloader_num_workers,
             )
             with args.main_process_first(desc="backbone feature cache"):
                 if self.train_dataset is not None:
@@ -273,6 +276,17 @@ class MultiTaskTrainer(Trainer):
         logits = {name: value.detach() for name, value in outputs.logits.items()}
         labels = {name: value.detach() for name, value in labels.items()} if labels is not None else None
         return loss, logits, labels
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Save like the stock Trainer, but keep the folder pickle-free: the training arguments go to
+        ``training_args.json`` (tokens redacted by ``TrainingArguments.to_dict``) instead of ``training_args.bin``."""
+        super()._save(output_dir, state_dict=state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
+        if self.args.should_save and os.path.isfile(pickled):
+            os.remove(pickled)
+            with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as handle:
+                handle.write(self.args.to_json_string())
 
     # -- sharing on the Hub (hf_mtl.hub) -----------------------------------------------------------------------------
     def last_eval_metrics(self) -> dict[str, float]:

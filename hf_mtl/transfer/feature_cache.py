@@ -82,6 +82,7 @@ def cache_features(
     cache_dir: str | os.PathLike | None = None,
     keep_columns: list[str] | None = None,
     check_augmentation: bool = True,
+    num_workers: int = 0,
 ) -> Any:
     """The dataset as pooled backbone ``features`` plus its label columns, computed once and cached on disk.
 
@@ -92,6 +93,7 @@ def cache_features(
         keep_columns: columns kept beside ``features``; default the task label columns the dataset has.
         check_augmentation: preprocess the first rows twice and refuse to cache if they differ (random augmentation
             would be frozen into the cache).
+        num_workers: ``DataLoader`` workers that preprocess rows while the backbone runs.
     Returns:
         A dataset with a ``features`` column (torch format) that [`MultiTaskModel.forward`] takes instead of inputs.
     """
@@ -120,7 +122,7 @@ def cache_features(
         return _as_training_dataset(datasets.load_from_disk(path))
     if check_augmentation:
         _check_deterministic(dataset, collator)
-    features = compute_features(base, dataset, collator, batch_size=batch_size)
+    features = compute_features(base, dataset, collator, batch_size=batch_size, num_workers=num_workers)
     raw = dataset.with_format(None).select_columns(keep_columns).flatten_indices()
     table = raw.add_column(FEATURES_COLUMN, list(features.numpy()))
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -137,7 +139,9 @@ def cache_features(
 
 
 @torch.no_grad()
-def compute_features(model: nn.Module, dataset: Any, collator: Any, batch_size: int = 64) -> torch.Tensor:
+def compute_features(
+    model: nn.Module, dataset: Any, collator: Any, batch_size: int = 64, num_workers: int = 0
+) -> torch.Tensor:
     """Pooled backbone features of every row, in order, with the backbone in eval mode."""
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -147,7 +151,7 @@ def compute_features(model: nn.Module, dataset: Any, collator: Any, batch_size: 
     was_training = backbone.training
     backbone.eval()
     device = next(backbone.parameters()).device
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator, num_workers=num_workers)
     chunks = []
     try:
         for batch in tqdm(loader, desc="caching backbone features", disable=len(loader) < 2):
