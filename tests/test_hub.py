@@ -245,7 +245,9 @@ def test_trainer_push_to_hub_card_recipe_and_token_never_written_or_logged(
     # The token: in no file written locally (run folder, cache, ...), none pushed (server storage), no log line.
     secret = token.encode()
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert any(p.name == "training_args.bin" for p in written)
+    # The Trainer's arguments are kept as JSON, never as a pickle (locally or on the Hub).
+    assert any(p.name == "training_args.json" for p in written)
+    assert "training_args.json" in files and not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
     assert [p for p in written if secret in p.read_bytes()] == []
     assert caplog.records, "debug logging was captured"
     assert [r.getMessage() for r in caplog.records if token in r.getMessage()] == []
