@@ -59,6 +59,27 @@ def load_image(image: Any, mode: str = "RGB") -> Image.Image:
     return image if image.mode == mode else image.convert(mode)
 
 
+def load_audio(audio: Any, sampling_rate: int | None = None) -> np.ndarray:
+    """A waveform array, a ``{"array", "sampling_rate"}`` dict or a ``datasets`` audio decoder → a mono float array.
+
+    A clip at another sampling rate is an error (resample the column with ``cast_column("audio",
+    Audio(sampling_rate=...))``): silently feeding the wrong rate would train on garbage.
+    """
+    rate = None
+    if hasattr(audio, "get_all_samples"):  # datasets >= 4 decodes Audio() columns to a torchcodec AudioDecoder
+        samples = audio.get_all_samples()
+        audio, rate = samples.data.mean(dim=0).numpy(), int(samples.sample_rate)
+    elif isinstance(audio, dict):
+        audio, rate = audio["array"], audio.get("sampling_rate")
+    if rate is not None and sampling_rate is not None and int(rate) != int(sampling_rate):
+        raise ValueError(
+            f"audio at {rate} Hz but the feature extractor expects {sampling_rate} Hz; resample the dataset column "
+            f"with `cast_column(<column>, datasets.Audio(sampling_rate={sampling_rate}))`"
+        )
+    array = np.asarray(audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else audio, dtype=np.float32)
+    return array.mean(axis=0) if array.ndim == 2 else array
+
+
 class TimmImageProcessor(BaseImageProcessor):
     """timm's data config and transforms as a transformers image processor.
 
@@ -273,7 +294,7 @@ def preprocess(processor: Any, inputs: Sequence[Any], train: bool = False, **kwa
         return dict(processor(images=images, return_tensors="pt", **kwargs))
     if isinstance(processor, FeatureExtractionMixin):
         sampling_rate = getattr(processor, "sampling_rate", None)
-        arrays = [np.asarray(x["array"] if isinstance(x, dict) else x, dtype=np.float32) for x in inputs]
+        arrays = [load_audio(x, sampling_rate) for x in inputs]
         kwargs = {"padding": True, "return_attention_mask": True, **kwargs}
         return dict(processor(arrays, sampling_rate=sampling_rate, return_tensors="pt", **kwargs))
     raise TypeError(f"unsupported processor {type(processor).__name__}; build one with hf_mtl.build_processor")

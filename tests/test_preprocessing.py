@@ -111,3 +111,44 @@ def test_image_dataset_transform_is_lazy_and_keeps_label_columns():
     assert set(row) == {"tags", "pixel_values"} and row["pixel_values"].shape == (3, IMAGE_SIZE, IMAGE_SIZE)
     with pytest.raises(KeyError, match="no input column 'img'"):
         datasets.Dataset.from_dict({"image": [_images()[0]]}).with_transform(dataset_transform(processor, "img"))[0]
+
+
+def _transformers_config(model_config):
+    from hf_mtl import MultiTaskConfig
+
+    return MultiTaskConfig(
+        backbone="local-backbone", backbone_library="transformers", backbone_config=model_config.to_dict(),
+        tasks=[{"name": "t", "type": "regression"}],
+    )
+
+
+def test_transformers_vision_backbone_uses_its_image_processor(tmp_path):
+    from transformers import ViTConfig, ViTImageProcessor
+
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(tmp_path / "vit")
+    config = _transformers_config(ViTConfig(image_size=16, patch_size=8, hidden_size=8, num_hidden_layers=1,
+                                            num_attention_heads=2, intermediate_size=8))
+    processor = build_processor(config, source=tmp_path / "vit")
+    assert isinstance(processor, ViTImageProcessor)
+    eval_a = preprocess(processor, _images())["pixel_values"]
+    assert eval_a.shape == (3, 3, 16, 16)
+    torch.testing.assert_close(eval_a, preprocess(processor, _images())["pixel_values"])
+    torch.manual_seed(0)
+    train = [preprocess(processor, _images()[1:2], train=True)["pixel_values"] for _ in range(4)]
+    assert any(not torch.allclose(train[0], t) for t in train[1:])  # random crop / flip before the processor
+
+
+def test_transformers_audio_backbone_uses_its_feature_extractor(tmp_path):
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
+
+    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(tmp_path / "w2v")
+    config = _transformers_config(Wav2Vec2Config(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                                 intermediate_size=8, conv_dim=(8,), conv_stride=(5,), conv_kernel=(10,),
+                                                 num_feat_extract_layers=1))
+    extractor = build_processor(config, source=tmp_path / "w2v")
+    assert isinstance(extractor, Wav2Vec2FeatureExtractor)
+    waves = [np.sin(np.linspace(0, 20, 1600)), {"array": np.zeros(800), "sampling_rate": 16000}]
+    batch = preprocess(extractor, waves)
+    assert batch["input_values"].shape == (2, 1600) and batch["attention_mask"][1].sum() == 800
+    with pytest.raises(ValueError, match="audio at 8000 Hz but the feature extractor expects 16000 Hz"):
+        preprocess(extractor, [{"array": np.zeros(800), "sampling_rate": 8000}])
