@@ -205,3 +205,20 @@ def test_trainer_evaluate_reports_eval_task_metrics_and_tunes_thresholds(tmp_pat
     assert set(thresholds) == {"tags", "flag"} and len(thresholds["tags"]) == 3
     assert model.config.get_task("tags").thresholds == thresholds["tags"]
     assert trainer.evaluate()["eval_tags_macro_f1"] >= metrics["eval_tags_macro_f1"]  # tuned on this very set
+
+
+def test_metric_modules_are_package_data():
+    """The evaluate scripts are .py files loaded by path: pyproject's package-data must ship every one of them."""
+    import fnmatch
+    from pathlib import Path
+
+    import hf_mtl
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["hf_mtl"]
+    package = Path(hf_mtl.__file__).parent
+    scripts = [p.relative_to(package).as_posix() for p in (package / "metrics").glob("*/*.py")]
+    assert {"metrics/multilabel/multilabel.py", "metrics/multiclass/multiclass.py", "metrics/regression/regression.py"} <= set(scripts)
+    for script in scripts:
+        assert any(fnmatch.fnmatch(script, pattern.replace("**/", "*")) for pattern in patterns), script
