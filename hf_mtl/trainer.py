@@ -62,8 +62,11 @@ class MultiTaskTrainer(Trainer):
                 raise ValueError("the model is PEFT-wrapped (LoRA freezes the backbone itself); leave freeze_policy unset")
             size = len(self.train_dataset) if has_length(self.train_dataset) else None
             self.freeze_choice = transfer.apply_freeze_policy(
-                self.model, args.freeze_policy, top_n=args.freeze_top_n, num_train_samples=size
+                self.model, args.freeze_policy, top_n=args.freeze_top_n, num_train_samples=size,
+                tasks=args.trainable_tasks,
             )
+        elif args.trainable_tasks is not None:
+            raise ValueError("trainable_tasks needs a freeze_policy (e.g. 'heads'): it chooses heads within that policy")
         if args.unfreeze_every is not None and self._unfreezing_callback() is None:
             self.add_callback(
                 transfer.GradualUnfreezingCallback(args.unfreeze_every, args.unfreeze_unit, args.unfreeze_blocks_per_stage)

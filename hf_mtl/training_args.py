@@ -36,6 +36,13 @@ class MultiTaskTrainingArguments(TrainingArguments):
     freeze_top_n: int = field(
         default=1, metadata={"help": "With freeze_policy='top_n': how many top backbone blocks (stages/layers) train."}
     )
+    trainable_tasks: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "With a freeze policy: only these tasks' heads train (e.g. a task just added to a trained model, "
+            "the other heads stay exactly as they are). Default: every head."
+        },
+    )
     layer_decay: float | None = field(
         default=None,
         metadata={

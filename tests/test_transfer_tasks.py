@@ -86,3 +86,27 @@ def test_new_task_trains_on_a_frozen_backbone_with_layer_decay(tmp_path):
                                       freeze_policy="heads", layer_decay=0.7, disable_tqdm=True, logging_strategy="no")
     MultiTaskTrainer(model=model, args=args, train_dataset=data).train()
     assert all(not torch.equal(t, head_before[n]) for n, t in model.heads["color"].state_dict().items())
+
+
+def test_train_only_a_new_task_keeps_every_other_output_exact(tmp_path):
+    """Add a task to a trained model and train just its head: even with weight decay, the other tasks' outputs
+    stay bit-identical (frozen backbone and heads), while the new head learns."""
+    model = timm_model()
+    x = images(4)
+    before = _logits(model, x)
+    model.add_task(COLOR)
+    data = synthetic_dataset(12).add_column("color", [["red", "green", "blue"][i % 3] for i in range(12)])
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no",
+                                      max_steps=3, per_device_train_batch_size=4, learning_rate=1e-2, weight_decay=0.1,
+                                      freeze_policy="heads", trainable_tasks=["color"], unfreeze_every=100,
+                                      disable_tqdm=True, logging_strategy="no")
+    new_head = {n: t.clone() for n, t in model.heads["color"].state_dict().items()}
+    MultiTaskTrainer(model=model, args=args, train_dataset=data).train()
+    after = _logits(model, x)
+    for task in before:
+        torch.testing.assert_close(after[task], before[task], rtol=0, atol=0)
+    assert all(not torch.equal(t, new_head[n]) for n, t in model.heads["color"].state_dict().items())
+    with pytest.raises(ValueError, match=r"trainable tasks \['shape'\] are not tasks of the model"):
+        MultiTaskTrainer(model=model, args=MultiTaskTrainingArguments(
+            output_dir=str(tmp_path), report_to=[], use_cpu=True, freeze_policy="heads", trainable_tasks=["shape"]),
+            train_dataset=data)

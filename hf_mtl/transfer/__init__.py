@@ -13,6 +13,7 @@ from .freezing import (
     keep_frozen_modules_in_eval,
     remove_frozen_eval_hooks,
     set_trainable_blocks,
+    trainable_tasks,
 )
 from .layer_decay import layer_depths, no_weight_decay_names, param_groups
 from .lora import apply_lora, load_lora, lora_target_modules, merge_lora
@@ -44,5 +45,6 @@ __all__ = [
     "remove_task",
     "replace_task",
     "set_trainable_blocks",
+    "trainable_tasks",
     "unwrap_multitask_model",
 ]

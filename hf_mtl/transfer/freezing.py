@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import nn
@@ -69,10 +70,13 @@ def apply_freeze_policy(
     policy: str,
     top_n: int = 1,
     num_train_samples: int | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> FreezeChoice:
-    """Freeze the backbone per ``policy`` (``heads``, ``top_n``, ``full`` or ``auto``); heads always train.
+    """Freeze the backbone per ``policy`` (``heads``, ``top_n``, ``full`` or ``auto``); the heads train.
 
-    ``auto`` needs ``num_train_samples``; it and ``top_n`` count blocks as [`backbone_blocks`] does.
+    ``auto`` needs ``num_train_samples``; it and ``top_n`` count blocks as [`backbone_blocks`] does. ``tasks``
+    limits training to those tasks' heads (e.g. a task just added to a trained model; the others stay exactly as
+    they are); default every head.
     """
     if policy not in FREEZE_POLICIES:
         raise ValueError(f"freeze_policy must be one of {FREEZE_POLICIES}, got {policy!r}")
@@ -92,22 +96,40 @@ def apply_freeze_policy(
         num_labels = sum(spec.output_size for spec in base.task_specs)
         backbone_params = sum(p.numel() for p in base.backbone.parameters())
         choice = choose_freeze_policy(num_train_samples, num_labels, backbone_params, len(blocks))
-    set_trainable_blocks(base, choice.trainable_blocks, blocks=blocks)
+    set_trainable_blocks(base, choice.trainable_blocks, blocks=blocks, tasks=tasks)
     # `auto` decides for the user, so it says so even at the default log level.
     log = logger.warning if policy == "auto" else logger.info
     log("freeze policy %r -> %s (%s)", policy, choice.policy, choice.reason)
     return choice
 
 
-def set_trainable_blocks(model: nn.Module, n: int, blocks: list[list[str]] | None = None) -> None:
-    """Make the top ``n`` backbone blocks and every head trainable, freeze the rest, and keep frozen modules in eval
-    mode (so BatchNorm statistics and dropout of frozen parts do not move)."""
+def set_trainable_blocks(
+    model: nn.Module, n: int, blocks: list[list[str]] | None = None, tasks: Sequence[str] | None = None
+) -> None:
+    """Make the top ``n`` backbone blocks and the heads of ``tasks`` (default: all) trainable, freeze the rest, and
+    keep frozen modules in eval mode (so BatchNorm statistics and dropout of frozen parts do not move)."""
     base = unwrap_multitask_model(model)
     blocks = backbone_blocks(base) if blocks is None else blocks
+    names = list(base.heads)
+    if tasks is not None:
+        unknown = sorted(set(tasks) - set(names))
+        if unknown:
+            raise ValueError(f"trainable tasks {unknown} are not tasks of the model; its tasks are {names}")
+    trained_heads = {f"heads.{name}." for name in (names if tasks is None else tasks)}
     trainable = {name for block in blocks[len(blocks) - n:] for name in block} if n > 0 else set()
     for name, param in base.named_parameters():
-        param.requires_grad_(not name.startswith("backbone.") or name in trainable)
+        if name.startswith("heads."):
+            train = any(name.startswith(prefix) for prefix in trained_heads)
+        else:
+            train = not name.startswith("backbone.") or name in trainable
+        param.requires_grad_(train)
     keep_frozen_modules_in_eval(base)
+
+
+def trainable_tasks(model: nn.Module) -> list[str]:
+    """Tasks whose heads train."""
+    base = unwrap_multitask_model(model)
+    return [name for name, head in base.heads.items() if all(p.requires_grad for p in head.parameters())]
 
 
 def count_trainable_blocks(model: nn.Module, blocks: list[list[str]] | None = None) -> int:

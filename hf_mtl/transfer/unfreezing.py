@@ -8,7 +8,7 @@ import math
 from transformers import TrainerCallback
 
 from .blocks import backbone_blocks, unwrap_multitask_model
-from .freezing import count_trainable_blocks, set_trainable_blocks
+from .freezing import count_trainable_blocks, set_trainable_blocks, trainable_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class GradualUnfreezingCallback(TrainerCallback):
         base = unwrap_multitask_model(model)
         self._blocks = backbone_blocks(base)
         self.start_blocks = count_trainable_blocks(base, self._blocks)
+        self._tasks = trainable_tasks(base)
         if optimizer is not None:
             held = {id(p) for group in optimizer.param_groups for p in group["params"]}
             missing = [name for name, p in base.named_parameters() if id(p) not in held]
@@ -82,7 +83,7 @@ class GradualUnfreezingCallback(TrainerCallback):
         progress = (state.epoch or 0.0) if self.unit == "epoch" else state.global_step
         target = self.target_blocks(progress)
         if target > count_trainable_blocks(base, self._blocks):
-            set_trainable_blocks(base, target, blocks=self._blocks)
+            set_trainable_blocks(base, target, blocks=self._blocks, tasks=self._tasks)
             self.history.append((progress, target))
             logger.info("gradual unfreezing at %s %s: top %d of %d backbone blocks train", self.unit, progress,
                         target, len(self._blocks))
