@@ -166,10 +166,9 @@ def task_specs_from_features(
         class_label, is_list = _class_label(feature)
         inner = getattr(feature, "feature", None)
         if class_label is not None:
-            guess = "multilabel" if is_list else ("binary" if len(class_label.names) == 2 else "multiclass")
             spec = {"type": types.get(column, "multilabel" if is_list else "multiclass"), "labels": class_label.names}
-            if spec["type"] == "binary" and guess != "binary":
-                raise ValueError(f"column {column!r}: a binary task needs a ClassLabel with 2 names, got {class_label.names}")
+            if spec["type"] == "binary" and (is_list or len(class_label.names) != 2):
+                raise ValueError(f"column {column!r}: a binary task needs a ClassLabel with 2 names, got {feature!r}")
         elif isinstance(feature, datasets.Value) and feature.dtype == "bool":
             spec = {"type": types.get(column, "binary")}
         elif isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint", "float")):
@@ -340,8 +339,13 @@ def mix_datasets(
             n = len(next(iter(batch.values())))
             return {c: ([name] * n if c == source_column else [None] * n) for c in missing}
 
-        part = part.map(fill, batched=True, features=features) if missing else part
-        aligned.append(part.select_columns(list(features)) if isinstance(part, datasets.Dataset) else part)
+        if isinstance(part, datasets.Dataset):  # add_column appends to the Arrow table: images are not rewritten
+            for column in missing:
+                values = [name] * len(part) if column == source_column else [None] * len(part)
+                part = part.add_column(column, values, feature=features[column])
+            aligned.append(part.select_columns(list(features)))
+        else:
+            aligned.append(part.map(fill, batched=True, features=features) if missing else part)
     if probabilities is None:
         try:
             sizes = [len(part) for part in parts]

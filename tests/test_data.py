@@ -156,3 +156,26 @@ def test_mixing_datasets_with_disjoint_tasks_gives_expected_mix_and_missing_labe
     with pytest.raises(ValueError, match="column 'kind' has feature"):
         mix_datasets({"a": a, "c": datasets.Dataset.from_dict({"x": [1.0], "kind": [1]})})
     assert math.isclose(sum(sampling_probabilities([len(a), len(b)], "temperature", 3.0)), 1.0)
+
+
+def test_mixing_iterable_datasets_needs_probabilities_and_fills_missing_tasks():
+    a = datasets.Dataset.from_dict({"x": [1.0] * 20, "kind": ["x"] * 20}).to_iterable_dataset()
+    b = datasets.Dataset.from_dict({"x": [2.0] * 20, "score": [0.5] * 20}).to_iterable_dataset()
+    with pytest.raises(ValueError, match="pass `probabilities`"):
+        mix_datasets({"a": a, "b": b})
+    mixed = mix_datasets({"a": a, "b": b}, probabilities=[0.5, 0.5], seed=0, stopping_strategy="first_exhausted")
+    rows = list(mixed.take(20))
+    assert {r["source"] for r in rows} == {"a", "b"}
+    for row in rows:
+        assert (row["kind"] is None) == (row["source"] == "b") and (row["score"] is None) == (row["source"] == "a")
+
+
+def test_binary_classlabel_override():
+    features = datasets.Features({"spam": datasets.ClassLabel(names=["ham", "spam"]),
+                                  "kind": datasets.ClassLabel(names=["a", "b", "c"])})
+    (spec,) = task_specs_from_features(features, ["spam"], types={"spam": "binary"})
+    assert spec.type == "binary" and spec.labels == ["ham", "spam"]
+    with pytest.raises(ValueError, match="column 'kind': a binary task needs a ClassLabel with 2 names"):
+        task_specs_from_features(features, ["kind"], types={"kind": "binary"})
+    labels = MultiTaskDataCollator([spec], features=features)([{"spam": 1, "features": [0.0]}, {"spam": -1, "features": [0.0]}])
+    assert labels["labels"]["spam"].tolist() == [1.0, -100.0]
