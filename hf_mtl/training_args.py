@@ -93,6 +93,20 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=0.025, metadata={"help": "Constant learning rate of learnable task weights (uncertainty, gradnorm)."}
     )
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .balancing import BALANCERS
+
+        if self.task_balancing not in BALANCERS:  # fail at argument parsing, not after the model is built
+            raise ValueError(f"unknown task_balancing {self.task_balancing!r}; choose one of {sorted(BALANCERS)}")
+        if isinstance(self.task_balancing_kwargs, str):
+            import json
+
+            try:
+                self.task_balancing_kwargs = json.loads(self.task_balancing_kwargs)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"task_balancing_kwargs is not valid JSON: {self.task_balancing_kwargs!r}") from err
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickles (the Trainer's ``training_args.bin``, pushed with the model) never carry a token."""
         state = dict(self.__dict__)
