@@ -37,6 +37,11 @@ class MultiTaskTrainer(Trainer):
     def __init__(self, model=None, args: MultiTaskTrainingArguments | None = None, data_collator=None, **kwargs: Any):
         if args is None:
             args = MultiTaskTrainingArguments(output_dir="hf_mtl_output")
+        if getattr(args, "lora_r", None) is not None and model is not None and not hasattr(model, "peft_config"):
+            from .transfer import apply_lora
+
+            model = apply_lora(model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                               target_modules=args.lora_target_modules)
         if data_collator is None and model is not None:
             data_collator = MultiTaskDataCollator(
                 model.task_specs,

@@ -69,6 +69,19 @@ class MultiTaskTrainingArguments(TrainingArguments):
     feature_cache_dir: str | None = field(
         default=None, metadata={"help": "Where the feature cache lives (default: beside the dataset's cache files)."}
     )
+    lora_r: int | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA rank: wrap the model in PEFT LoRA adapters on the backbone (heads train in full; "
+            "`save_model` writes adapter + heads; `hf_mtl.transfer.merge_lora` gives a plain model). Unset: no LoRA."
+        },
+    )
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (`lora_alpha / lora_r`)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Backbone layer names (suffixes, e.g. query value) LoRA adapts; default every linear / conv."},
+    )
 
     # -- labels and task balancing (hf_mtl.data, hf_mtl.balancing) ---------------------------------------------------
     validate_labels: bool = field(

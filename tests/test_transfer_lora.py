@@ -131,3 +131,21 @@ def test_lora_parameters_follow_their_block_in_layer_decay(tmp_path):
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, freeze_policy="heads")
     with pytest.raises(ValueError, match="PEFT-wrapped"):
         MultiTaskTrainer(model=peft_model, args=args, train_dataset=_text_dataset(4))
+
+
+def test_lora_from_training_arguments(tmp_path):
+    """One line of configuration: `lora_r` wraps the model; `save_model` writes the adapter and the heads."""
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no",
+                                      max_steps=2, learning_rate=2e-2, per_device_train_batch_size=4, disable_tqdm=True,
+                                      logging_strategy="no", lora_r=2, lora_target_modules=["query", "value"])
+    trainer = MultiTaskTrainer(model=bert_model(), args=args, train_dataset=_text_dataset(8))
+    assert hasattr(trainer.model, "peft_config")
+    trainer.train()
+    trainer.save_model()
+    assert (tmp_path / "adapter_model.safetensors").exists()
+    inputs = {"input_ids": torch.randint(1, 64, (2, 5))}
+    reloaded = load_lora(tmp_path, bert_model()).eval()
+    with torch.no_grad():
+        expected, got = trainer.model.eval()(**inputs).logits, reloaded(**inputs).logits
+    for task in expected:
+        torch.testing.assert_close(got[task], expected[task], rtol=0, atol=0)
