@@ -176,7 +176,7 @@ def test_unfreezing_refuses_an_optimizer_without_the_frozen_parameters(tmp_path)
     set_trainable_blocks(model, 0)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     callback = GradualUnfreezingCallback(every=1)
-    with pytest.raises(ValueError, match="the optimizer lacks .* frozen parameters"):
+    with pytest.raises(ValueError, match="the optimizer lacks .* frozen backbone parameters"):
         callback.on_train_begin(_args(tmp_path), TrainerState(), TrainerControl(), model=model, optimizer=optimizer)
     with pytest.raises(ValueError, match="unfreeze unit must be one of"):
         GradualUnfreezingCallback(every=1, unit="batch")

@@ -57,11 +57,11 @@ class GradualUnfreezingCallback(TrainerCallback):
         self._tasks = trainable_tasks(base)
         if optimizer is not None:
             held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-            missing = [name for name, p in base.named_parameters() if id(p) not in held]
+            missing = [n for n, p in base.named_parameters() if n.startswith("backbone.") and id(p) not in held]
             if missing:
                 raise ValueError(
-                    f"the optimizer lacks {len(missing)} frozen parameters (e.g. {missing[:2]}), so unfreezing them "
-                    "would never train them: use MultiTaskTrainer, or build the optimizer from "
+                    f"the optimizer lacks {len(missing)} frozen backbone parameters (e.g. {missing[:2]}), so unfreezing "
+                    "them would never train them: use MultiTaskTrainer, or build the optimizer from "
                     "hf_mtl.transfer.param_groups(model, ..., include_frozen=True)"
                 )
         self._apply(base, state)
