@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
-    args.num_train = args.num_train or (96 if args.quick else 1000)
+    args.num_train = args.num_train or (96 if args.quick else 300)
     args.repeats = args.repeats or (2 if args.quick else 3)
     setup_logging()
 

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="Timed steps per repetition.")
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
-    args.steps = args.steps or (3 if args.quick else 10)
-    args.repeats = args.repeats or (3 if args.quick else 7)
+    args.steps = args.steps or (3 if args.quick else 5)
+    args.repeats = args.repeats or (3 if args.quick else 5)
     setup_logging()
 
     tasks = multilabel_tasks(args.num_tasks, args.num_labels)

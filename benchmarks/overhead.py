@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=None, help="Interleaved repetitions per variant.")
     parser.add_argument("--num-labels", type=int, default=10)
     args = parser.parse_args(argv)
-    args.steps = args.steps or (4 if args.quick else 20)
-    args.repeats = args.repeats or (3 if args.quick else 7)
+    args.steps = args.steps or (4 if args.quick else 10)
+    args.repeats = args.repeats or (3 if args.quick else 5)
     setup_logging()
 
     tasks = multilabel_tasks(1, args.num_labels)

@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-tasks", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
-    args.num_images = args.num_images or (64 if args.quick else 512)
-    args.repeats = args.repeats or (3 if args.quick else 7)
+    args.num_images = args.num_images or (64 if args.quick else 256)
+    args.repeats = args.repeats or (3 if args.quick else 5)
     setup_logging()
 
     model = build_model(args.backbone, multilabel_tasks(args.num_tasks), seed=args.seed).eval()

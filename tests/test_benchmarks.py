@@ -119,3 +119,45 @@ def test_script_runs_from_the_command_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "gpu.json").read_text())["benchmark"] == "gpu"
+
+
+@needs_data
+def test_claim_missing_labels(tmp_path):
+    from benchmarks import claim_missing_labels as claim
+
+    report = claim.main([*TINY, "--num-train", "24", "--num-eval", "24", "--seeds", "1", "--rates", "0", "0.6",
+                         "--epochs", "1", "--output-dir", str(tmp_path)])
+    results = check_report(report, tmp_path, "claim_missing_labels")
+    assert set(results["macro_roc_auc"]) == set(claim.STRATEGIES)
+    for strategy in claim.STRATEGIES:
+        for rate in ("0.0", "0.6"):
+            stats = results["macro_roc_auc"][strategy][rate]
+            assert stats["n"] == 1 and 0.0 <= stats["mean"] <= 1.0
+    kept = results["training_rows_kept"]
+    assert kept["masked"]["0.6"] == [24] and kept["drop_partial"]["0.0"] == [24] and kept["drop_partial"]["0.6"][0] < 24
+
+
+@needs_data
+def test_claim_data_size(tmp_path):
+    from benchmarks import claim_data_size as claim
+
+    report = claim.main([*TINY, "--sizes", "8", "16", "--num-eval", "24", "--seeds", "1", "--min-steps", "1",
+                         "--output-dir", str(tmp_path)])
+    results = check_report(report, tmp_path, "claim_data_size")
+    assert set(results["macro_roc_auc"]) == set(claim.CURVES)
+    assert set(results["best_fixed_policy"]) == {"8", "16"}
+    for choices in results["auto_choices"].values():
+        assert choices[0]["policy"] in ("heads", "top_n", "full")
+
+
+@needs_data
+def test_claim_multitask(tmp_path):
+    from benchmarks import claim_multitask as claim
+
+    report = claim.main([*TINY, "--num-train", "16", "--num-eval", "24", "--seeds", "1", "--epochs", "2",
+                         "--output-dir", str(tmp_path)])
+    results = check_report(report, tmp_path, "claim_multitask")
+    assert set(results["scores"]) == {"multi_task", "separate_same_budget"}
+    for by_task in results["scores"].values():
+        assert set(by_task) == {"present", "top_left", "num_classes"}
+    assert results["optimizer_steps"]["separate_same_budget"] <= results["optimizer_steps"]["multi_task"]

@@ -1,0 +1,225 @@
+"""Write the results tables of ``benchmarks/README.md`` from ``benchmarks/results/*.json``.
+
+Every number in the README comes from a JSON a benchmark run wrote; nothing is typed in. The tables go between the
+``<!-- results:start -->`` / ``<!-- results:end -->`` markers, so the prose around them stays hand-written.
+
+    python benchmarks/render_readme.py            # after running the benchmarks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+ORDER = ("overhead", "feature_cache", "multitask_cost", "predict", "claim_missing_labels", "claim_data_size",
+         "claim_multitask", "gpu")
+
+
+def _ratio(stats: dict) -> str:
+    return f"{stats['median']:.3f} [{stats['min']:.3f}–{stats['max']:.3f}]"
+
+
+def _ms(seconds: float) -> str:
+    return f"{1000 * seconds:.1f}"
+
+
+def _pm(stats: dict, digits: int = 3) -> str:
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def _targets(report: dict) -> list[str]:
+    lines = []
+    for t in report["targets"]:
+        verdict = "**met**" if t["met"] else f"**missed** by {100 * t['missed_by_relative']:.1f}%"
+        lines.append(f"- target `{t['name']}`: {t['value']:.3f} {t['comparison']} {t['threshold']:g} → {verdict} "
+                     f"({t['description']})")
+    return lines
+
+
+def _header(report: dict) -> list[str]:
+    m = report["machine"]
+    load = m.get("load_average")
+    return [
+        f"_{report['question']}._",
+        "",
+        f"Run {report['date']} with `{report['command']}` on {m['cpu']} ({m['cpu_count']} cores, torch threads "
+        f"{m['torch_threads']}, load average at the end {load}), torch {m['torch']}, transformers "
+        f"{m['transformers']}, timm {m['timm']}.",
+        "",
+    ]
+
+
+def overhead(r: dict) -> list[str]:
+    t = r["results"]["step_time_s"]
+    s = r["settings"]
+    lines = [f"{s['backbone']} at {s['image_size']} px, batch {s['batch_size']}, {s['steps']} timed steps after "
+             f"{s['warmup']} warm-up steps, {t['repeats']} interleaved repetitions.", "",
+             "| variant | ms / step (median) | ratio to raw loop, median [min–max] |", "|---|---|---|"]
+    for name, v in t["variants"].items():
+        lines.append(f"| {name} | {_ms(v['summary']['median'])} | {_ratio(v['ratio_to_baseline'])} |")
+    return lines
+
+
+def feature_cache(r: dict) -> list[str]:
+    t = r["results"]["seconds"]
+    s = r["settings"]
+    lines = [f"{s['backbone']}, {r['results']['num_train']} grids at {s['image_size']} px, {s['epochs']:g} epochs, "
+             f"batch {s['batch_size']}, {t['repeats']} interleaved repetitions.", "",
+             "| variant | seconds end to end (median) | final training loss |", "|---|---|---|"]
+    for name, v in t["variants"].items():
+        losses = ", ".join(f"{x:.4f}" for x in r["results"]["final_training_loss"][name])
+        lines.append(f"| {name} | {v['summary']['median']:.1f} | {losses} |")
+    sp = r["results"]["speedup"]
+    lines += ["", f"Speed-up with the cache: **{sp['median']:.2f}x** (range {sp['min']:.2f}–{sp['max']:.2f}x)."]
+    return lines
+
+
+def multitask_cost(r: dict) -> list[str]:
+    res, s = r["results"], r["settings"]
+    n = res["num_tasks"]
+    single = next(k for k in res["train_step_time_s"]["variants"] if k.startswith("single_"))
+    lines = [f"{s['backbone']} at {s['image_size']} px, batch {s['batch_size']}, {n} multilabel tasks of "
+             f"{s['num_labels']} labels; ratios are to one single-task model.", "",
+             f"| | 1 single-task model | {n}-task model | {n} single-task models |", "|---|---|---|---|"]
+    for label, key, all_key in (("train step", "train_step_time_s", "train_step_time_all_singles"),
+                                ("inference (batch)", "inference_time_s", "inference_time_all_singles")):
+        v = res[key]["variants"]
+        lines.append(f"| {label}, ms | {_ms(v[single]['summary']['median'])} | {_ms(v['multi_task']['summary']['median'])}"
+                     f" ({_ratio(v['multi_task']['ratio_to_baseline'])}x) | {_ms(res[all_key]['summary']['median'])} "
+                     f"({_ratio(res[all_key]['ratio_to_baseline'])}x) |")
+    p = res["parameters"]
+    lines.append(f"| parameters | {p[single]:,} | {p['multi_task']:,} ({res['parameter_ratio_multi_to_single']:.3f}x) |"
+                 f" {p[f'{n}_single_models']:,} |")
+    return lines
+
+
+def predict(r: dict) -> list[str]:
+    res, s = r["results"], r["settings"]
+    t = res["images_per_second"]
+    same = res["ratio_to_raw_preprocess_forward"]
+    lines = [f"{s['backbone']} at {s['image_size']} px, {res['num_images']} PIL images (56x56 RGB), batch "
+             f"{s['batch_size']}, {t['repeats']} interleaved repetitions.", "",
+             "| variant | images / s (median) | ratio to raw forward | ratio to raw preprocess + forward |",
+             "|---|---|---|---|"]
+    for name, v in t["variants"].items():
+        extra = _ratio(same[name]) if name in same else "–"
+        lines.append(f"| {name} | {v['summary']['median']:.1f} | {_ratio(v['ratio_to_baseline'])} | {extra} |")
+    return lines
+
+
+def claim_missing_labels(r: dict) -> list[str]:
+    res, s = r["results"], r["settings"]
+    auc, kept = res["macro_roc_auc"], res["training_rows_kept"]
+    rates = list(next(iter(auc.values())))
+    lines = [f"Heads-only, {s['num_train']} training grids at {s['image_size']} px, {res['optimizer_steps']} optimizer "
+             f"steps for every strategy, {s['num_eval']} test grids, {s['seeds']} seeds; macro ROC-AUC mean ± sd.", "",
+             "| missing | " + " | ".join(auc) + " | rows kept by drop_partial |",
+             "|---|" + "---|" * (len(auc) + 1)]
+    for rate in rates:
+        cells = " | ".join(_pm(auc[strategy][rate]) for strategy in auc)
+        lines.append(f"| {100 * float(rate):.0f}% | {cells} | {kept['drop_partial'][rate]} |")
+    return lines
+
+
+def claim_data_size(r: dict) -> list[str]:
+    res, s = r["results"], r["settings"]
+    auc, best, picks = res["macro_roc_auc"], res["best_fixed_policy"], res["auto_choices"]
+    curves = list(auc)
+    lines = [f"{s['image_size']} px, {s['missing_rate']:.0%} of training labels missing, fine-tuning {s['epochs']:g} "
+             f"epochs (at least {s['min_steps']} steps), heads-only {s['heads_epochs']:g} epochs on cached features, "
+             f"top_n = top {s['top_n']} blocks, {s['num_eval']} test grids, {s['seeds']} seeds; macro ROC-AUC "
+             "mean ± sd.", "",
+             "| training grids | " + " | ".join(curves) + " | auto picked | best fixed | auto − best |",
+             "|---|" + "---|" * (len(curves) + 3)]
+    for n in best:
+        pick = sorted({c["policy"] + (f"({c['trainable_blocks']}/{c['num_blocks']})" if c["policy"] == "top_n" else "")
+                       for c in picks[n]})
+        lines.append(f"| {n} | " + " | ".join(_pm(auc[c][n]) for c in curves)
+                     + f" | {'/'.join(pick)} | {best[n]['policy']} | {best[n]['auto_minus_best']:+.3f} |")
+    return lines
+
+
+def claim_multitask(r: dict) -> list[str]:
+    res, s = r["results"], r["settings"]
+    tasks = list(res["metrics"])
+    lines = [f"{s['num_train']} training grids at {s['image_size']} px ({s['missing_rate']:.0%} of each task's labels "
+             f"missing), full fine-tuning, optimizer steps {res['optimizer_steps']}, {s['num_eval']} test grids, "
+             f"{s['seeds']} seeds; mean ± sd.", "",
+             "| setup | " + " | ".join(f"{t} {res['metrics'][t]['name']} ({res['metrics'][t]['better']} is better)"
+                                      for t in tasks) + " | train seconds |",
+             "|---|" + "---|" * (len(tasks) + 1)]
+    for setup, by_task in res["scores"].items():
+        lines.append(f"| {setup} | " + " | ".join(_pm(by_task[t]) for t in tasks)
+                     + f" | {res['train_seconds'][setup]['mean']:.0f} |")
+    return lines
+
+
+def gpu(r: dict) -> list[str]:
+    if r["skipped"]:
+        return [f"Not run: {r['skipped']}."]
+    lines = [f"Device: {r['results']['device']}.", "", "| workload | precision | images / s | ratio to fp32 | "
+             "achieved TFLOP/s | FLOP utilisation |", "|---|---|---|---|---|---|"]
+    for label, e in r["results"]["workloads"].items():
+        for p, v in e["images_per_second"]["variants"].items():
+            u = e["flop_utilisation"][p]
+            util = "n/a" if u["utilisation"] is None else f"{100 * u['utilisation']:.1f}%"
+            lines.append(f"| {label} ({e['backbone']} {e['image_size']}px) | {p} | {v['summary']['median']:.0f} | "
+                         f"{_ratio(v['ratio_to_baseline'])} | {u['achieved_tflops']:.1f} | {util} |")
+    return lines
+
+
+RENDERERS: dict[str, Callable[[dict], list[str]]] = {
+    "overhead": overhead, "feature_cache": feature_cache, "multitask_cost": multitask_cost, "predict": predict,
+    "claim_missing_labels": claim_missing_labels, "claim_data_size": claim_data_size,
+    "claim_multitask": claim_multitask, "gpu": gpu,
+}
+TITLES = {
+    "overhead": "1. Overhead: MultiTaskTrainer vs raw PyTorch loop vs plain Trainer",
+    "feature_cache": "2. Feature cache: heads-only training with vs without",
+    "multitask_cost": "3. One 4-task model vs 4 single-task models",
+    "predict": "4. Prediction throughput",
+    "claim_missing_labels": "5a. Missing labels: masked loss vs missing-as-negative vs dropping",
+    "claim_data_size": "5b/5d. Pretrained vs scratch vs heads-only as data grows; auto vs best fixed freeze policy",
+    "claim_multitask": "5c. One multi-task model vs separate models on the same budget",
+    "gpu": "6. GPU throughput and FLOP utilisation",
+}
+
+
+def render(results_dir: Path) -> str:
+    parts = []
+    for name in ORDER:
+        path = results_dir / f"{name}.json"
+        parts.append(f"### {TITLES[name]}")
+        parts.append("")
+        if not path.is_file():
+            parts += ["Not run yet.", ""]
+            continue
+        report = json.loads(path.read_text())
+        parts += _header(report) + RENDERERS[name](report) + [""] + _targets(report)
+        if (results_dir / f"{name}.png").is_file():
+            parts += ["", f"![{name}](results/{name}.png)"]
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results-dir", default=str(HERE / "results"))
+    parser.add_argument("--readme", default=str(HERE / "README.md"))
+    args = parser.parse_args(argv)
+    readme = Path(args.readme)
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{readme} has no {START} ... {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{render(Path(args.results_dir))}{END}{tail}")
+    print(f"wrote {readme}")
+
+
+if __name__ == "__main__":
+    main()
