@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import AutoConfig, AutoModel, BertModel, ViTConfig, ViTModel, Wav2Vec2Config, Wav2Vec2Model
+from transformers import AutoConfig, AutoModel, BertModel, ViTConfig, Wav2Vec2Config
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskOutput
 from tests.tiny_models import IMAGE_SIZE, MIXED_TASKS, bert_model, images, random_labels, timm_model, tiny_bert_config
