@@ -222,3 +222,19 @@ def test_metric_modules_are_package_data():
     assert {"metrics/multilabel/multilabel.py", "metrics/multiclass/multiclass.py", "metrics/regression/regression.py"} <= set(scripts)
     for script in scripts:
         assert any(fnmatch.fnmatch(script, pattern.replace("**/", "*")) for pattern in patterns), script
+
+
+def test_predictions_and_labels_without_a_trainer_feed_threshold_tuning():
+    from hf_mtl.data import MultiTaskDataCollator
+    from hf_mtl.metrics import predictions_and_labels
+    from tests.tiny_models import synthetic_rows
+
+    model = timm_model()
+    rows = synthetic_rows(10, seed=2)
+    logits, labels = predictions_and_labels(model, rows, batch_size=4)
+    assert logits["tags"].shape == (10, 3) and logits["kind"].shape == (10, 3)
+    expected = MultiTaskDataCollator(model.task_specs)(rows)["labels"]
+    for name, value in expected.items():
+        np.testing.assert_array_equal(labels[name], value.numpy())
+    tuned = tune_thresholds(model, logits, labels)
+    assert set(tuned) == {"tags", "flag"}
