@@ -229,11 +229,16 @@ def iter_encoded_labels(
         return encode_labels(tasks, rows, label_columns, offset, known_label_columns, features)
 
     if isinstance(dataset, datasets.Dataset):
+        from tqdm.auto import tqdm
+
         table = dataset.with_format(None).select_columns(needed)
         total = len(table) if max_rows is None else min(len(table), max_rows)
+        progress = tqdm(total=total, desc="Checking labels", unit=" rows", disable=total < 50_000)
         for start in range(0, total, chunk_size):
             batch = table[start : min(start + chunk_size, total)]
             yield encode([dict(zip(batch, values)) for values in zip(*batch.values())], start)
+            progress.update(min(chunk_size, total - start))
+        progress.close()
         return
     rows = dataset.select_columns(needed) if isinstance(dataset, datasets.IterableDataset) else dataset
     buffer: list[Mapping[str, Any]] = []

@@ -116,6 +116,10 @@ def test_trainer_compute_metrics_and_per_label_table():
     assert set(compute.per_label_metrics["tags"]["a"]) >= {"roc_auc", "average_precision", "f1", "accuracy"}
     table = per_label_metrics(list(SPECS.values()), logits, labels)
     assert table["tags"]["b"]["roc_auc"] == pytest.approx(out["tags_b_roc_auc"])
+    quiet = build_compute_metrics(list(SPECS.values()), per_label=False)
+    short = quiet((logits, labels))
+    assert "tags_b_roc_auc" not in short and "kind_y_f1" not in short and short["tags_macro_roc_auc"] == out["tags_macro_roc_auc"]
+    assert quiet.per_label_metrics == compute.per_label_metrics
 
 
 def test_evaluate_load_works_offline_by_path(tmp_path):

@@ -99,13 +99,14 @@ def activate(spec: TaskSpec, logits: Any) -> np.ndarray:
 
 
 def compute_task_metrics(
-    spec: TaskSpec, logits: Any, labels: Any, metric: Any = None
+    spec: TaskSpec, logits: Any, labels: Any, metric: Any = None, per_label: bool = True
 ) -> tuple[dict[str, float], dict[str, dict[str, float | None]]]:
     """One task's ``({<task>_<metric>: value}, {label: {metric: value}})`` on its present labels.
 
     Keys: multilabel ``<task>_macro_<m>``, ``<task>_micro_<m>`` and ``<task>_<label>_<m>``; binary ``<task>_<m>``;
     multiclass ``<task>_accuracy``, ``<task>_macro_f1``, ``<task>_<class>_f1``; regression ``<task>_mae``,
     ``<task>_rmse`` (and per output when there are several). Undefined metrics are left out (missing), never faked.
+    ``per_label=False`` keeps the per-label keys out of the flat dict (they stay in the returned table).
     """
     if metric is None:
         if spec.type not in _LOADED:
@@ -123,32 +124,33 @@ def compute_task_metrics(
             thresholds=spec.thresholds,
             label_names=names,
         )
-        per_label = result["per_label"]
+        table = result["per_label"]
         if spec.type == "binary":
-            only = next(iter(per_label.values()))
+            only = next(iter(table.values()))
             flat.update({f"{spec.name}_{m}": only[m] for m in spec.task_type.metric_names})
         else:
             for aggregate in ("macro", "micro"):
                 flat.update({f"{spec.name}_{aggregate}_{m}": v for m, v in result[aggregate].items()})
-            for label, values in per_label.items():
+            for label, values in table.items() if per_label else ():
                 flat.update({f"{spec.name}_{_key(label)}_{m}": values[m] for m in spec.task_type.metric_names})
     elif spec.type == "multiclass":
         result = metric.compute(
             predictions=scores.tolist(), references=labels.reshape(-1).astype(np.int64).tolist(), label_names=names
         )
-        per_label = result["per_label"]
+        table = result["per_label"]
         flat.update({f"{spec.name}_{m}": result[m] for m in spec.task_type.metric_names})
-        flat.update({f"{spec.name}_{_key(label)}_f1": values["f1"] for label, values in per_label.items()})
+        if per_label:
+            flat.update({f"{spec.name}_{_key(label)}_f1": values["f1"] for label, values in table.items()})
     elif spec.type == "regression":
         n = spec.output_size
         shape = (len(scores), n) if n > 1 else (len(scores),)
         result = metric.compute(
             predictions=scores.reshape(shape).tolist(), references=labels.reshape(shape).tolist(), label_names=names
         )
-        per_label = result["per_label"]
+        table = result["per_label"]
         flat.update({f"{spec.name}_{m}": result[m] for m in spec.task_type.metric_names})
-        if n > 1:
-            for label, values in per_label.items():
+        if n > 1 and per_label:
+            for label, values in table.items():
                 flat.update({f"{spec.name}_{_key(label)}_{m}": values[m] for m in spec.task_type.metric_names})
     else:
         raise ValueError(f"task {spec.name!r}: no metrics for task type {spec.type!r}")
@@ -156,7 +158,7 @@ def compute_task_metrics(
     if undefined:
         logger.info("task %r: %d metrics undefined on this eval set (no present labels / positives): %s",
                     spec.name, len(undefined), undefined[:10])
-    return {k: float(v) for k, v in flat.items() if v is not None}, per_label
+    return {k: float(v) for k, v in flat.items() if v is not None}, table
 
 
 def _split_eval_prediction(eval_pred: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
@@ -174,12 +176,13 @@ def _split_eval_prediction(eval_pred: Any) -> tuple[Mapping[str, Any], Mapping[s
     return predictions, labels
 
 
-def build_compute_metrics(task_specs: Any) -> Callable[[Any], dict[str, float]]:
+def build_compute_metrics(task_specs: Any, per_label: bool = True) -> Callable[[Any], dict[str, float]]:
     """A Trainer ``compute_metrics`` reporting ``<task>_<metric>`` (the Trainer prefixes ``eval_``) per task and label.
 
     ``task_specs``: the specs, or the model / config (then thresholds written by [`tune_thresholds`] are used as soon
     as they are set). The returned callable keeps the last evaluation's per-label table in ``.per_label_metrics``
-    (``{task: {label: {metric: value}}}``) for the model card.
+    (``{task: {label: {metric: value}}}``) for the model card; ``per_label=False`` keeps per-label keys out of the
+    logs (hundreds of labels) but still fills that table.
     """
     metrics: dict[str, Any] = {}
 
@@ -192,11 +195,13 @@ def build_compute_metrics(task_specs: Any) -> Callable[[Any], dict[str, float]]:
                 continue
             if spec.type not in metrics:
                 metrics[spec.type] = load_metric(spec.type)
-            flat, per_label = compute_task_metrics(spec, predictions[spec.name], labels[spec.name], metrics[spec.type])
+            flat, task_table = compute_task_metrics(
+                spec, predictions[spec.name], labels[spec.name], metrics[spec.type], per_label=per_label
+            )
             out.update(flat)
             table[spec.name] = {
                 label: {m: v for m, v in values.items() if m in (*spec.task_type.metric_names, "f1", "support")}
-                for label, values in per_label.items()
+                for label, values in task_table.items()
             }
         compute_metrics.per_label_metrics = table
         return out
