@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     @classmethod
     def from_backbone(
         cls,
-        backbone: str,
+        backbone: str | os.PathLike,
         tasks: Sequence[TaskSpec | Mapping[str, Any]],
         *,
         library: str | None = None,
@@ -98,6 +99,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 transformers folder), a path loads a timm weights file (safetensors or a PyTorch state dict),
                 `False`/`None` keeps a random initialisation.
         """
+        backbone = os.fspath(backbone)  # a local folder may come as a Path
         library = library or detect_backbone_library(backbone)
         specs = [TaskSpec.from_dict(dict(t) if isinstance(t, Mapping) else t) for t in tasks]
         backbone_config = backbone_config_dict(backbone) if library == "transformers" else None
