@@ -103,7 +103,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
                   "gradnorm: alpha."},
     )
     task_balancing_lr: float = field(
-        default=0.025, metadata={"help": "Constant learning rate of learnable task weights (uncertainty, gradnorm)."}
+        default=0.025,
+        metadata={"help": "Learning rate of learnable task weights (uncertainty, gradnorm); follows the LR schedule."},
     )
 
     def __post_init__(self) -> None:
