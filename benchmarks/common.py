@@ -123,12 +123,17 @@ def interleaved(
         for name in order:
             samples[name].append(float(variants[name]()))
         logger.info("repetition %d/%d: %s", rep + 1, repeats, {n: round(samples[n][-1], 5) for n in names})
-    result: dict[str, Any] = {"baseline": baseline, "repeats": repeats, "variants": {}}
-    for name in names:
-        ratios = [v / b for v, b in zip(samples[name], samples[baseline])]
+    return compare(samples, baseline)
+
+
+def compare(samples: Mapping[str, Sequence[float]], baseline: str) -> dict[str, Any]:
+    """Per-variant summaries and per-repetition ratios to the baseline, from samples taken in the same repetitions."""
+    result: dict[str, Any] = {"baseline": baseline, "repeats": len(samples[baseline]), "variants": {}}
+    for name, values in samples.items():
+        ratios = [v / b for v, b in zip(values, samples[baseline])]
         result["variants"][name] = {
-            "samples": samples[name],
-            "summary": summarize(samples[name]),
+            "samples": list(values),
+            "summary": summarize(values),
             "ratio_to_baseline": summarize(ratios),
         }
     return result
@@ -208,6 +213,38 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+class StepClock:
+    """Wall-clock and CPU time of the calling thread at each tick.
+
+    The CPU time of the thread that runs the work (``time.thread_time``; with one torch thread every op, the data
+    loader with ``num_workers=0`` and the CPU autograd engine run in it) counts the work a step needs and not the time
+    the process waits for a core, so it stays meaningful on an oversubscribed machine where wall-clock does not.
+    """
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def reset(self) -> None:
+        self.wall, self.cpu = [], []
+        self.tick()
+
+    def tick(self) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.thread_time())
+
+    def steady(self, warmup: int) -> tuple[float, float]:
+        """Median (wall, CPU) seconds per interval after ``warmup`` intervals."""
+        return tuple(_median_interval(ticks, warmup) for ticks in (self.wall, self.cpu))
+
+
+def _median_interval(ticks: list[float], warmup: int) -> float:
+    intervals = [b - a for a, b in zip(ticks, ticks[1:])][warmup:]
+    if not intervals:
+        raise ValueError("no steady-state steps were timed; raise --steps")
+    return statistics.median(intervals)
 
 
 class Stopwatch:

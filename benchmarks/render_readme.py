@@ -54,13 +54,16 @@ def _header(report: dict) -> list[str]:
 
 
 def overhead(r: dict) -> list[str]:
-    t = r["results"]["step_time_s"]
+    t, c = r["results"]["step_time_s"], r["results"]["cpu_step_time_s"]
     s = r["settings"]
-    lines = [f"{s['backbone']} at {s['image_size']} px, batch {s['batch_size']}, {s['steps']} timed steps after "
-             f"{s['warmup']} warm-up steps, {t['repeats']} interleaved repetitions.", "",
-             "| variant | ms / step (median) | ratio to raw loop, median [min–max] |", "|---|---|---|"]
+    lines = [f"{s['backbone']} at {s['image_size']} px, batch {s['batch_size']}, {s['threads']} torch thread(s), "
+             f"{s['steps']} timed steps after {s['warmup']} warm-up steps, {t['repeats']} interleaved repetitions.", "",
+             "| variant | CPU ms / step | CPU ratio to raw loop, median [min–max] | wall ms / step | "
+             "wall ratio to raw loop |", "|---|---|---|---|---|"]
     for name, v in t["variants"].items():
-        lines.append(f"| {name} | {_ms(v['summary']['median'])} | {_ratio(v['ratio_to_baseline'])} |")
+        cv = c["variants"][name]
+        lines.append(f"| {name} | {_ms(cv['summary']['median'])} | {_ratio(cv['ratio_to_baseline'])} | "
+                     f"{_ms(v['summary']['median'])} | {_ratio(v['ratio_to_baseline'])} |")
     return lines
 
 
@@ -82,11 +85,14 @@ def multitask_cost(r: dict) -> list[str]:
     res, s = r["results"], r["settings"]
     n = res["num_tasks"]
     single = next(k for k in res["train_step_time_s"]["variants"] if k.startswith("single_"))
-    lines = [f"{s['backbone']} at {s['image_size']} px, batch {s['batch_size']}, {n} multilabel tasks of "
-             f"{s['num_labels']} labels; ratios are to one single-task model.", "",
+    lines = [f"{s['backbone']} at {s['image_size']} px, batch {s['batch_size']}, {s['threads']} torch thread(s), "
+             f"{n} multilabel tasks of {s['num_labels']} labels, {s['steps']} timed steps, "
+             f"{res['train_step_time_s']['repeats']} interleaved repetitions; ratios are to one single-task model.", "",
              f"| | 1 single-task model | {n}-task model | {n} single-task models |", "|---|---|---|---|"]
-    for label, key, all_key in (("train step", "train_step_time_s", "train_step_time_all_singles"),
-                                ("inference (batch)", "inference_time_s", "inference_time_all_singles")):
+    for label, key, all_key in (("train step, CPU", "train_step_cpu_s", "train_step_cpu_all_singles"),
+                                ("inference (batch), CPU", "inference_cpu_s", "inference_cpu_all_singles"),
+                                ("train step, wall", "train_step_time_s", "train_step_time_all_singles"),
+                                ("inference (batch), wall", "inference_time_s", "inference_time_all_singles")):
         v = res[key]["variants"]
         lines.append(f"| {label}, ms | {_ms(v[single]['summary']['median'])} | {_ms(v['multi_task']['summary']['median'])}"
                      f" ({_ratio(v['multi_task']['ratio_to_baseline'])}x) | {_ms(res[all_key]['summary']['median'])} "
@@ -99,15 +105,17 @@ def multitask_cost(r: dict) -> list[str]:
 
 def predict(r: dict) -> list[str]:
     res, s = r["results"], r["settings"]
-    t = res["images_per_second"]
-    same = res["ratio_to_raw_preprocess_forward"]
     lines = [f"{s['backbone']} at {s['image_size']} px, {res['num_images']} PIL images (56x56 RGB), batch "
-             f"{s['batch_size']}, {t['repeats']} interleaved repetitions.", "",
-             "| variant | images / s (median) | ratio to raw forward | ratio to raw preprocess + forward |",
-             "|---|---|---|---|"]
-    for name, v in t["variants"].items():
-        extra = _ratio(same[name]) if name in same else "–"
-        lines.append(f"| {name} | {v['summary']['median']:.1f} | {_ratio(v['ratio_to_baseline'])} | {extra} |")
+             f"{s['batch_size']}, {s['threads']} torch thread(s), {res['images_per_second']['repeats']} interleaved "
+             "repetitions.", "",
+             "| clock | variant | images / s (median) | ratio to raw forward | ratio to raw preprocess + forward |",
+             "|---|---|---|---|---|"]
+    for clock, t, same in (("CPU", res["images_per_cpu_second"], res["cpu_ratio_to_raw_preprocess_forward"]),
+                           ("wall", res["images_per_second"], res["ratio_to_raw_preprocess_forward"])):
+        for name, v in t["variants"].items():
+            extra = _ratio(same[name]) if name in same else "–"
+            lines.append(f"| {clock} | {name} | {v['summary']['median']:.1f} | {_ratio(v['ratio_to_baseline'])} | "
+                         f"{extra} |")
     return lines
 
 

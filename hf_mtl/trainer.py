@@ -205,7 +205,11 @@ class MultiTaskTrainer(Trainer):
 
     @property
     def task_specs(self):
-        return self.accelerator.unwrap_model(self.model).task_specs
+        # Read twice per step: `self.model` is the unwrapped model (DDP wraps `model_wrapped`; PEFT forwards
+        # attributes), and accelerate's `unwrap_model` walks every module each call (~3 ms a step on CPU, see
+        # benchmarks/overhead.py), so it is only the fallback.
+        specs = getattr(self.model, "task_specs", None)
+        return specs if specs is not None else self.accelerator.unwrap_model(self.model).task_specs
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> dict[str, torch.Tensor] | None:
         """Present labels per task over the accumulation window, summed over processes."""
