@@ -133,8 +133,8 @@ def run(
         logger.info("stage 1/2: heads only for %s epochs", script_args.heads_only_epochs)
         stage = MultiTaskTrainer(model=model, args=heads_args, train_dataset=heads_train, eval_dataset=eval_ds, **common)
         stage.train()
-        if training_args.should_log:
-            heads_metrics = stage.evaluate()
+        heads_metrics = stage.evaluate() if eval_ds is not None else {}
+        if stage.is_world_process_zero() and heads_metrics:
             print("\n== after the heads-only stage ==\n" + format_metrics(heads_metrics, specs), flush=True)
         del stage
         if os.path.isdir(heads_args.output_dir) and not os.listdir(heads_args.output_dir):

@@ -1,0 +1,71 @@
+"""A real `accelerate launch --num_processes 2` on CPU (gloo) trains the same weights as one process with twice the
+batch, with missing labels spread unevenly over the processes and part of the backbone frozen."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.recipe_helpers import REPO, load_weights, tiny_recipe, write_image_dataset, write_recipe
+
+pytestmark = pytest.mark.skipif(shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None
+                                and shutil.which("accelerate") is None, reason="accelerate CLI not installed")
+
+
+def _accelerate() -> str:
+    local = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    return local if os.path.exists(local) else shutil.which("accelerate")
+
+
+def _launch(num_processes: int, recipe, tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HOME": str(tmp_path / "hf_home")}
+    # accelerate 1.x: `--cpu` runs ONE process; several CPU processes go through the torchrun launcher (--multi_gpu),
+    # and hf_mtl's recipe parser then sets use_cpu so they form one gloo group
+    launcher = ["--multi_gpu"] if num_processes > 1 else ["--cpu"]
+    command = [_accelerate(), "launch", *launcher, "--num_processes", str(num_processes), "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+               "-m", "hf_mtl.cli", "train", str(recipe), *overrides]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
+
+
+def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path):
+    data = write_image_dataset(tmp_path / "data", 40, seed=1, missing=0.4)
+    # top_n freezes the lower backbone (unused by backward: DDP must cope without ddp_find_unused_parameters);
+    # missing=0.4 gives each process a different number of present labels per task in most steps.
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        tiny_recipe(data, tmp_path / "unused", max_steps=4, freeze_policy="top_n", freeze_top_n=1,
+                    heads_only_epochs=1, max_eval_samples=8, validation_split=0.2),
+    )
+    two = _launch(2, recipe, tmp_path, "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4")
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-5000:]
+    assert "parallel_mode != ParallelMode.DISTRIBUTED" not in two.stderr  # the two processes really formed one group
+    one = _launch(1, recipe, tmp_path, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "8")
+    assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-5000:]
+    w2, w1 = load_weights(tmp_path / "two"), load_weights(tmp_path / "one")
+    initial = _initial_weights(tmp_path)
+    assert w1.keys() == w2.keys()
+    for prefix in ("heads.", "backbone.model.blocks.4."):  # the heads and the unfrozen top block trained
+        assert any(k.startswith(prefix) and not torch.equal(w1[k], initial[k]) for k in w1), prefix
+    assert all(torch.equal(w1[k], initial[k]) for k in w1 if k.startswith("backbone.model.blocks.0."))  # frozen
+    for key in w1:
+        torch.testing.assert_close(w2[key], w1[key], rtol=1e-4, atol=1e-4, msg=lambda m, k=key: f"{k}: {m}")
+
+
+def _initial_weights(tmp_path):  # noqa: ARG001
+    """The untrained model of the recipe (same seed), to check that the compared weights really trained."""
+    from hf_mtl import MultiTaskModel
+    from tests.tiny_models import MIXED_TASKS
+
+    torch.manual_seed(0)
+    from transformers import set_seed
+
+    set_seed(0)
+    model = MultiTaskModel.from_backbone("test_efficientnet_gn", MIXED_TASKS, library="timm", weights=False)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
