@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--missing-rate", type=float, default=0.3)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
-    args.sizes = args.sizes or ([16, 32] if args.quick else [100, 300, 1000])
-    args.num_eval = args.num_eval or (32 if args.quick else 500)
+    args.sizes = args.sizes or ([16, 32] if args.quick else [100, 300, 1000, 3000])
+    args.num_eval = args.num_eval or (32 if args.quick else 300)
     args.seeds = args.seeds or (2 if args.quick else 3)
     if args.quick:
         args.min_steps = min(args.min_steps, 2)
@@ -66,6 +66,51 @@ def main(argv: list[str] | None = None) -> dict:
     scores = {c: {str(n): [] for n in args.sizes} for c in CURVES}
     auto_choices: dict[str, list] = {str(n): [] for n in args.sizes}
     train_seconds = {c: {str(n): [] for n in args.sizes} for c in CURVES}
+    def report(seeds_done: int) -> dict:
+        """Write the JSON and plot of the seeds done so far (a long run leaves partial results)."""
+        stats = {c: {n: mean_std(v) for n, v in by_size.items()} for c, by_size in scores.items()}
+        best_fixed = {}
+        for n in map(str, args.sizes):
+            best = max(FIXED, key=lambda c: stats[c][n]["mean"])
+            best_fixed[n] = {"policy": best, "mean": stats[best][n]["mean"], "std": stats[best][n]["std"],
+                             "auto_minus_best": stats["auto"][n]["mean"] - stats[best][n]["mean"]}
+        results = {
+            "seeds_completed": seeds_done,
+            "metric": METRIC,
+            "macro_roc_auc": stats,
+            "best_fixed_policy": best_fixed,
+            "auto_choices": auto_choices,
+            "train_seconds": {c: {n: mean_std(v) for n, v in by_size.items()} for c, by_size in train_seconds.items()},
+        }
+
+        def plot(path: Path) -> None:
+            import matplotlib.pyplot as plt
+
+            colors = {"heads": "#5b8ff9", "top_n": "#61ddaa", "full": "#e8684a", "scratch": "#888888", "auto": "#000000"}
+            fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+            for ax, curves in zip(axes, (("heads", "full", "scratch", "top_n"), ("auto", "heads", "top_n", "full"))):
+                for c in curves:
+                    s = [stats[c][str(n)] for n in args.sizes]
+                    ax.errorbar(args.sizes, [x["mean"] for x in s], yerr=[x["std"] for x in s], marker="o", capsize=3,
+                                label=c, color=colors[c], lw=2.5 if c in ("auto", "full") else 1.2)
+                ax.set_xscale("log")
+                ax.set_xlabel("training grids")
+                ax.legend(fontsize=8)
+            for n in args.sizes:
+                picks = {c["policy"] + (f"({c['trainable_blocks']})" if c["policy"] == "top_n" else "")
+                         for c in auto_choices[str(n)]}
+                axes[1].annotate("/".join(sorted(picks)), (n, stats["auto"][str(n)]["mean"]), fontsize=7,
+                                 textcoords="offset points", xytext=(0, -14), ha="center")
+            axes[0].set_ylabel("macro ROC-AUC on test grids (mean ± sd)")
+            axes[0].set_title("ImageNet transfer vs scratch vs heads-only", fontsize=9)
+            axes[1].set_title("auto freeze policy (its pick annotated) vs fixed policies", fontsize=9)
+            fig.suptitle(f"EfficientNet-Lite0, Fashion-MNIST grids {args.image_size}px, {args.seeds} seeds", fontsize=9)
+            fig.tight_layout()
+            fig.savefig(path, dpi=120)
+            plt.close(fig)
+
+        return write_report(NAME, QUESTION, args, results, [], plot, argv=argv)
+
     for seed in range(args.seed, args.seed + args.seeds):
         pretrained = demo_model(backbone=args.backbone, seed=seed)
         processor = processor_for(pretrained, args.image_size)
@@ -115,48 +160,10 @@ def main(argv: list[str] | None = None) -> dict:
             for curve, run in runs.items():
                 scores[curve][str(n)].append(run["metrics"][METRIC])
                 train_seconds[curve][str(n)].append(run["train_seconds"])
+        if seed < args.seed + args.seeds - 1:
+            report(seed - args.seed + 1)
 
-    stats = {c: {n: mean_std(v) for n, v in by_size.items()} for c, by_size in scores.items()}
-    best_fixed = {}
-    for n in map(str, args.sizes):
-        best = max(FIXED, key=lambda c: stats[c][n]["mean"])
-        best_fixed[n] = {"policy": best, "mean": stats[best][n]["mean"], "std": stats[best][n]["std"],
-                         "auto_minus_best": stats["auto"][n]["mean"] - stats[best][n]["mean"]}
-    results = {
-        "metric": METRIC,
-        "macro_roc_auc": stats,
-        "best_fixed_policy": best_fixed,
-        "auto_choices": auto_choices,
-        "train_seconds": {c: {n: mean_std(v) for n, v in by_size.items()} for c, by_size in train_seconds.items()},
-    }
-
-    def plot(path: Path) -> None:
-        import matplotlib.pyplot as plt
-
-        colors = {"heads": "#5b8ff9", "top_n": "#61ddaa", "full": "#e8684a", "scratch": "#888888", "auto": "#000000"}
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-        for ax, curves in zip(axes, (("heads", "full", "scratch", "top_n"), ("auto", "heads", "top_n", "full"))):
-            for c in curves:
-                s = [stats[c][str(n)] for n in args.sizes]
-                ax.errorbar(args.sizes, [x["mean"] for x in s], yerr=[x["std"] for x in s], marker="o", capsize=3,
-                            label=c, color=colors[c], lw=2.5 if c in ("auto", "full") else 1.2)
-            ax.set_xscale("log")
-            ax.set_xlabel("training grids")
-            ax.legend(fontsize=8)
-        for n in args.sizes:
-            picks = {c["policy"] + (f"({c['trainable_blocks']})" if c["policy"] == "top_n" else "")
-                     for c in auto_choices[str(n)]}
-            axes[1].annotate("/".join(sorted(picks)), (n, stats["auto"][str(n)]["mean"]), fontsize=7,
-                             textcoords="offset points", xytext=(0, -14), ha="center")
-        axes[0].set_ylabel("macro ROC-AUC on test grids (mean ± sd)")
-        axes[0].set_title("ImageNet transfer vs scratch vs heads-only", fontsize=9)
-        axes[1].set_title("auto freeze policy (its pick annotated) vs fixed policies", fontsize=9)
-        fig.suptitle(f"EfficientNet-Lite0, Fashion-MNIST grids {args.image_size}px, {args.seeds} seeds", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-
-    return write_report(NAME, QUESTION, args, results, [], plot, argv=argv)
+    return report(args.seeds)
 
 
 if __name__ == "__main__":

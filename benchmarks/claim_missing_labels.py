@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
     args.num_train = args.num_train or (64 if args.quick else 2000)
-    args.num_eval = args.num_eval or (64 if args.quick else 500)
+    args.num_eval = args.num_eval or (64 if args.quick else 300)
     args.seeds = args.seeds or (2 if args.quick else 3)
     args.epochs = args.epochs or (2 if args.quick else 5)
     setup_logging()

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--with-3x-budget", action="store_true", help="Also train separate models with B steps each.")
     args = parser.parse_args(argv)
     args.num_train = args.num_train or (48 if args.quick else 600)
-    args.num_eval = args.num_eval or (32 if args.quick else 500)
+    args.num_eval = args.num_eval or (32 if args.quick else 300)
     args.seeds = args.seeds or (2 if args.quick else 3)
     setup_logging()
 

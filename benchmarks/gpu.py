@@ -52,11 +52,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="Timed steps per repetition.")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--peak-tflops", type=float, default=None, help="Override the GPU's dense peak TFLOP/s.")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                        help="cpu: run the same code path on the CPU (fp32 and bf16) to check the script; its numbers "
+                        "mean nothing for GPUs.")
     args = parser.parse_args(argv)
     args.steps = args.steps or (10 if args.quick else 40)
     args.repeats = args.repeats or (2 if args.quick else 5)
     setup_logging()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         return write_report(NAME, QUESTION, args, {}, [], skipped="no CUDA GPU on this machine; nothing was measured",
                             argv=argv)
 
@@ -64,8 +67,12 @@ def main(argv: list[str] | None = None) -> dict:
     from benchmarks.workloads import build_model, multilabel_tasks, random_images, random_multilabel, user_rows
     from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments
 
-    device_name = torch.cuda.get_device_name(0)
-    precisions = ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+    on_gpu = args.device == "cuda"
+    device_name = torch.cuda.get_device_name(0) if on_gpu else "cpu (script check only)"
+    if on_gpu:
+        precisions = ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+    else:
+        precisions = ["fp32", "bf16"]
     workloads = {"demo": (args.backbone, args.image_size), "resnet50": ("resnet50", 224)}
     if args.quick:
         workloads = {"demo": workloads["demo"]}
@@ -75,8 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
         tasks = multilabel_tasks(1)
         n = args.batch_size * (warmup + args.steps)
         rows = user_rows(random_images(n, size), {"task0": random_multilabel(n, 10)})
-        model = build_model(backbone, tasks).cuda()
-        flops = _flops_per_step(model, args.batch_size, size)
+        model = build_model(backbone, tasks).to(args.device)
+        flops = _flops_per_step(model, args.batch_size, size, args.device)
 
         def run(precision: str, model=model, rows=rows):
             def once() -> float:
@@ -85,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
                     training_args = MultiTaskTrainingArguments(
                         output_dir=tmp, per_device_train_batch_size=args.batch_size, max_steps=warmup + args.steps,
                         bf16=precision == "bf16", fp16=precision == "fp16", learning_rate=1e-3, save_strategy="no",
-                        report_to="none", disable_tqdm=True, logging_steps=50, dataloader_num_workers=2,
+                        report_to="none", disable_tqdm=True, logging_steps=50,
+                        dataloader_num_workers=2 if on_gpu else 0, use_cpu=not on_gpu,
                     )
                     MultiTaskTrainer(model=model, args=training_args, train_dataset=rows, callbacks=[timer]).train()
                 return args.batch_size / timer.clock.steady(warmup)[0]  # wall-clock: the GPU works asynchronously
@@ -103,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
                                             "utilisation": achieved / peak if peak else None}
         results["workloads"][label] = entry
         del model
-        torch.cuda.empty_cache()
+        if on_gpu:
+            torch.cuda.empty_cache()
 
     def plot(path: Path) -> None:
         import matplotlib.pyplot as plt
@@ -126,13 +135,13 @@ def main(argv: list[str] | None = None) -> dict:
     return write_report(NAME, QUESTION, args, results, [], plot, argv=argv)
 
 
-def _flops_per_step(model: torch.nn.Module, batch_size: int, size: int) -> float:
+def _flops_per_step(model: torch.nn.Module, batch_size: int, size: int, device: str) -> float:
     """Forward + backward FLOPs of one training step (fp32 graph; autocast does not change the count)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.randn(batch_size, 3, size, size, device="cuda")
+    x = torch.randn(batch_size, 3, size, size, device=device)
     name = model.config.task_names[0]
-    labels = {name: torch.randint(0, 2, (batch_size, model.task_specs[0].output_size), device="cuda").float()}
+    labels = {name: torch.randint(0, 2, (batch_size, model.task_specs[0].output_size), device=device).float()}
     with FlopCounterMode(display=False) as counter:
         model(pixel_values=x, labels=labels).loss.backward()
     model.zero_grad(set_to_none=True)

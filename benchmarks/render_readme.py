@@ -1,7 +1,8 @@
 """Write the results tables of ``benchmarks/README.md`` from ``benchmarks/results/*.json``.
 
 Every number in the README comes from a JSON a benchmark run wrote; nothing is typed in. The tables go between the
-``<!-- results:start -->`` / ``<!-- results:end -->`` markers, so the prose around them stays hand-written.
+``<!-- results:start -->`` / ``<!-- results:end -->`` markers, so the prose around them stays hand-written; a one-line
+summary per benchmark goes between ``<!-- benchmarks:start -->`` / ``<!-- benchmarks:end -->`` in the project README.
 
     python benchmarks/render_readme.py            # after running the benchmarks
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+SUMMARY_START, SUMMARY_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 ORDER = ("overhead", "feature_cache", "multitask_cost", "predict", "claim_missing_labels", "claim_data_size",
          "claim_multitask", "gpu")
 
@@ -72,12 +74,15 @@ def feature_cache(r: dict) -> list[str]:
     s = r["settings"]
     lines = [f"{s['backbone']}, {r['results']['num_train']} grids at {s['image_size']} px, {s['epochs']:g} epochs, "
              f"batch {s['batch_size']}, {t['repeats']} interleaved repetitions.", "",
-             "| variant | seconds end to end (median) | final training loss |", "|---|---|---|"]
+             "| variant | wall seconds end to end (median) | CPU seconds (median) | final training loss |",
+             "|---|---|---|---|"]
     for name, v in t["variants"].items():
         losses = ", ".join(f"{x:.4f}" for x in r["results"]["final_training_loss"][name])
-        lines.append(f"| {name} | {v['summary']['median']:.1f} | {losses} |")
-    sp = r["results"]["speedup"]
-    lines += ["", f"Speed-up with the cache: **{sp['median']:.2f}x** (range {sp['min']:.2f}–{sp['max']:.2f}x)."]
+        cpu = r["results"]["cpu_seconds"]["variants"][name]["summary"]["median"]
+        lines.append(f"| {name} | {v['summary']['median']:.1f} | {cpu:.1f} | {losses} |")
+    sp, cp = r["results"]["speedup"], r["results"]["cpu_speedup"]
+    lines += ["", f"Speed-up with the cache: **{sp['median']:.2f}x** wall-clock (range {sp['min']:.2f}–{sp['max']:.2f}x), "
+              f"**{cp['median']:.2f}x** in CPU time (range {cp['min']:.2f}–{cp['max']:.2f}x)."]
     return lines
 
 
@@ -214,19 +219,95 @@ def render(results_dir: Path) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def _met(report: dict, name: str) -> str:
+    t = next(t for t in report["targets"] if t["name"] == name)
+    return f"target {t['comparison']} {t['threshold']:g}: met" if t["met"] else (
+        f"target {t['comparison']} {t['threshold']:g}: missed by {100 * t['missed_by_relative']:.1f}%")
+
+
+def headline(name: str, r: dict) -> str:
+    """One line per benchmark for the top README."""
+    res = r["results"]
+    if r["skipped"]:
+        return f"not run: {r['skipped']}"
+    if name == "overhead":
+        c = res["cpu_step_time_s"]["variants"]
+        w = res["step_time_s"]["variants"]
+        return (f"MultiTaskTrainer step = {c['multitask_trainer']['ratio_to_baseline']['median']:.3f}x the raw loop in "
+                f"CPU time ({_met(r, 'multitask_trainer_vs_raw_loop_cpu')}), "
+                f"{w['multitask_trainer']['ratio_to_baseline']['median']:.3f}x in wall-clock; plain Trainer "
+                f"{c['plain_trainer']['ratio_to_baseline']['median']:.3f}x")
+    if name == "feature_cache":
+        return (f"{res['speedup']['median']:.1f}x faster with the cache ({_met(r, 'feature_cache_speedup')}), "
+                f"{res['cpu_speedup']['median']:.1f}x in CPU time")
+    if name == "multitask_cost":
+        tr = res["train_step_cpu_s"]["variants"]["multi_task"]["ratio_to_baseline"]["median"]
+        inf = res["inference_cpu_s"]["variants"]["multi_task"]["ratio_to_baseline"]["median"]
+        singles = res["train_step_cpu_all_singles"]["ratio_to_baseline"]["median"]
+        return (f"4-task model = {tr:.2f}x train step, {inf:.2f}x inference, "
+                f"{res['parameter_ratio_multi_to_single']:.2f}x parameters of one single-task model (4 single-task "
+                f"models: {singles:.2f}x train step); targets <= 1.3: "
+                + ", ".join("met" if t["met"] else "missed" for t in r["targets"] if not t["name"].endswith("_wall")))
+    if name == "predict":
+        same = res["cpu_ratio_to_raw_preprocess_forward"]
+        bare = res["images_per_cpu_second"]["variants"]
+        return (f"vs hand-written preprocessing + forward: predict {same['predict']['median']:.2f}x, pipeline "
+                f"{same['pipeline']['median']:.2f}x; vs the bare forward on ready tensors: predict "
+                f"{bare['predict']['ratio_to_baseline']['median']:.2f}x, pipeline "
+                f"{bare['pipeline']['ratio_to_baseline']['median']:.2f}x (target >= 0.95, CPU time)")
+    if name == "claim_missing_labels":
+        auc = res["macro_roc_auc"]
+        return "macro AUC at " + "; ".join(
+            f"{100 * float(rate):.0f}% missing: " + ", ".join(f"{k} {auc[k][rate]['mean']:.3f}" for k in auc)
+            for rate in auc["masked"])
+    if name == "claim_data_size":
+        auc, best = res["macro_roc_auc"], res["best_fixed_policy"]
+        sizes = list(best)
+        parts = [f"{n} grids: " + ", ".join(f"{c} {auc[c][n]['mean']:.3f}" for c in ("heads", "top_n", "full",
+                                                                                 "scratch")) for n in sizes]
+        gaps = ", ".join(f"{best[n]['auto_minus_best']:+.3f}" for n in sizes)
+        return "macro AUC at " + "; ".join(parts) + f"; auto − best fixed: {gaps}"
+    if name == "claim_multitask":
+        sc, m = res["scores"], res["metrics"]
+        return "; ".join(f"{t} {m[t]['name']}: " + ", ".join(f"{setup} {sc[setup][t]['mean']:.3f}" for setup in sc)
+                         for t in m)
+    return ""
+
+
+def summary(results_dir: Path) -> str:
+    """The compact table for the top README."""
+    lines = ["| benchmark | result (latest run) | run |", "|---|---|---|"]
+    for name in ORDER:
+        path = results_dir / f"{name}.json"
+        if not path.is_file():
+            lines.append(f"| {TITLES[name]} | not run yet | |")
+            continue
+        report = json.loads(path.read_text())
+        lines.append(f"| {TITLES[name]} | {headline(name, report)} | {report['date'][:16].replace('T', ' ')} UTC |")
+    return "\n".join(lines) + "\n"
+
+
+def _replace_between(path: Path, start: str, end: str, body: str) -> None:
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{path} has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{body}{end}{tail}")
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results-dir", default=str(HERE / "results"))
     parser.add_argument("--readme", default=str(HERE / "README.md"))
+    parser.add_argument("--top-readme", default=str(HERE.parent / "README.md"),
+                        help="The project README whose Benchmarks section gets the summary table ('' to skip).")
     args = parser.parse_args(argv)
-    readme = Path(args.readme)
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme} has no {START} ... {END} markers")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{render(Path(args.results_dir))}{END}{tail}")
-    print(f"wrote {readme}")
+    results_dir = Path(args.results_dir)
+    _replace_between(Path(args.readme), START, END, render(results_dir))
+    if args.top_readme:
+        _replace_between(Path(args.top_readme), SUMMARY_START, SUMMARY_END, summary(results_dir))
 
 
 if __name__ == "__main__":

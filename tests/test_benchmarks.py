@@ -97,8 +97,9 @@ def test_feature_cache(tmp_path):
     report = feature_cache.main([*TINY, "--num-train", "16", "--epochs", "2", "--batch-size", "8", "--repeats", "1",
                                  "--output-dir", str(tmp_path)])
     results = check_report(report, tmp_path, "feature_cache")
-    check_timing(results["seconds"], ["without_cache", "with_cache"], 1)
-    assert results["speedup"]["n"] == 1
+    for key in ("seconds", "cpu_seconds"):
+        check_timing(results[key], ["without_cache", "with_cache"], 1)
+    assert results["speedup"]["n"] == 1 and results["cpu_speedup"]["n"] == 1
     assert all(len(v) == 1 for v in results["final_training_loss"].values())
 
 
@@ -113,6 +114,20 @@ def test_gpu_skips_cleanly_without_gpu(tmp_path):
     assert "no CUDA GPU" in report["skipped"]
     check_report(report, tmp_path, "gpu", png=False)
     assert report["results"] == {} and report["targets"] == []
+
+
+def test_gpu_code_path_on_cpu(tmp_path):
+    """The GPU benchmark's measuring code, run on the CPU (`--device cpu`) so CI checks what only GPUs run for real."""
+    from benchmarks import gpu
+
+    report = gpu.main([*TINY, "--device", "cpu", "--batch-size", "4", "--steps", "1", "--repeats", "1",
+                       "--output-dir", str(tmp_path)])
+    assert report["skipped"] is None
+    results = check_report(report, tmp_path, "gpu")
+    demo = results["workloads"]["demo"]
+    assert demo["flops_per_step"] > 0
+    check_timing(demo["images_per_second"], ["fp32", "bf16"], 1)
+    assert set(demo["flop_utilisation"]) == {"fp32", "bf16"}
 
 
 def test_script_runs_from_the_command_line(tmp_path):
