@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	# Fashion-MNIST (MIT) ships as a Debian package: the offline data of the default demo and benchmarks.
 	test -d /usr/share/datasets/fashion-mnist || { command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && SUDO=sudo; \
 		$${SUDO:-} apt-get install -y -q dataset-fashion-mnist || { $${SUDO:-} apt-get update -q && $${SUDO:-} apt-get install -y -q dataset-fashion-mnist; }; }
+	# [recipes] WordNet 3.0 (Princeton WordNet license) ships as Debian wordnet-base: the text data of recipes/wordnet_minilm.yaml.
+	test -f /usr/share/wordnet/data.noun || { command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && SUDO=sudo; \
+		$${SUDO:-} apt-get install -y -q wordnet-base || { $${SUDO:-} apt-get update -q && $${SUDO:-} apt-get install -y -q wordnet-base; }; }
 	touch $(STAMP)
 
 setup: $(STAMP)

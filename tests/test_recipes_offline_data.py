@@ -64,3 +64,26 @@ def test_efficientnet_lite0_weights_load_into_timm():
     first = next(iter(read_state_dict(offline_data.efficientnet_lite0_weights()).values()))
     assert model.backbone.num_features == 1280
     assert torch.equal(model.backbone.model.conv_stem.weight, first)
+
+
+def test_wordnet_glosses_are_real_and_labelled():
+    from hf_mtl.offline_data import WORDNET_UPPER_NOUNS, wordnet_dir, wordnet_gloss_dataset
+
+    try:
+        wordnet_dir()
+    except FileNotFoundError:
+        pytest.skip("Debian wordnet-base not installed (make setup installs it)")
+    train = wordnet_gloss_dataset(300, "train", seed=0)
+    test = wordnet_gloss_dataset(300, "test", seed=0)
+    assert not set(train["text"]) & set(test["text"]) or len(set(train["text"]) & set(test["text"])) < 5
+    upper = list(WORDNET_UPPER_NOUNS)
+    for row in train:
+        assert row["text"] and row["pos"] in ("noun", "verb", "adjective", "adverb")
+        if row["pos"] == "noun":
+            assert row["supersense"].startswith("noun.") and len(row["kind"]) == len(upper)
+            kind = dict(zip(upper, row["kind"]))
+            assert kind["physical_entity"] or kind["abstraction"] or row["supersense"] == "noun.Tops"
+            if kind["person"]:
+                assert kind["organism"] and kind["living_thing"]  # the hierarchy is transitive
+        else:
+            assert row["kind"] is None  # the question does not apply: missing, not negative
