@@ -9,6 +9,20 @@ from typing import Any
 from transformers import TrainingArguments
 
 
+def multi_process_without_accelerator() -> bool:
+    """True in a multi-process launch (``WORLD_SIZE`` > 1) on a machine with no GPU or other accelerator."""
+    import os
+
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "is_available"):
+        return not accelerator.is_available()
+    return not torch.cuda.is_available()
+
+
 @dataclass
 class MultiTaskTrainingArguments(TrainingArguments):
     """[`~transformers.TrainingArguments`] with multi-task defaults.
@@ -108,6 +122,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        if not self.use_cpu and multi_process_without_accelerator():
+            # accelerate gives each process of a CPU-only multi-process launch (torchrun / accelerate launch) its own
+            # undistributed run unless told cpu=True; with it the processes form one gloo group and train one model
+            self.use_cpu = True
         super().__post_init__()
         from .balancing import BALANCERS
 

@@ -322,28 +322,12 @@ def parse_recipe(
         values.update(check_values(overrides, "override"))
     elif overrides:
         values.update(check_values(parse_overrides(list(overrides)), "command-line override", from_text=True))
-    if "use_cpu" not in values and multi_process_without_accelerator():
-        # accelerate gives every process of a CPU-only multi-process launch its own undistributed run unless told
-        # `cpu=True`; with it, the processes form one gloo group and train one model (DDP)
-        values["use_cpu"] = True
     try:
         model_args, data_args, script_args, training_args = recipe_parser().parse_dict(values)
     except (TypeError, ValueError) as err:
         raise RecipeError(f"recipe: {err}") from err
     validate(model_args, data_args, script_args)
     return model_args, data_args, script_args, training_args
-
-
-def multi_process_without_accelerator() -> bool:
-    """True in a multi-process launch (torchrun / accelerate launch) on a machine with no GPU or other accelerator."""
-    import torch
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    accelerator = getattr(torch, "accelerator", None)
-    if accelerator is not None and hasattr(accelerator, "is_available"):
-        return not accelerator.is_available()
-    return not torch.cuda.is_available()
 
 
 BUILTIN_DATASETS = ("fashion_grid", "wordnet_glosses")
