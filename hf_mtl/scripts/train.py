@@ -22,7 +22,7 @@ from typing import Any
 from transformers import set_seed
 
 from .arguments import DataArguments, ModelArguments, RecipeError, ScriptArguments, parse_recipe, recipe_parser
-from .models import build_model, build_model_processor
+from .models import PACKAGED_BACKBONES, build_model, build_model_processor
 from .recipe_data import check_labels, input_column, load_recipe_datasets, with_preprocessing
 
 logger = logging.getLogger(__name__)
@@ -162,7 +162,9 @@ def run(
             chance = label_prevalence(eval_raw, specs, data_args.label_columns)
             report = format_metrics(metrics, specs, per_label if script_args.show_per_label else None, chance)
             print("\n== evaluation (eval split, present labels only) ==\n" + report, flush=True)
-            trainer.create_model_card(per_label_metrics=per_label, dataset=data_args.dataset)
+            # a packaged backbone was loaded from a local folder: the card names its Hub id instead
+            base = model_args.backbone if model_args.backbone in PACKAGED_BACKBONES else None
+            trainer.create_model_card(per_label_metrics=per_label, dataset=data_args.dataset, finetuned_from=base)
     if trainer.is_world_process_zero():
         elapsed = time.time() - started
         print(f"\nmodel folder: {os.path.abspath(training_args.output_dir)}  (wall time {elapsed / 60:.1f} min)",
