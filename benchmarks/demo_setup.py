@@ -82,9 +82,11 @@ def fit_and_evaluate(
     learning_rate: float = 1e-3,
     batch_size: int = 32,
     seed: int = 0,
+    **training_args: Any,
 ) -> dict[str, Any]:
     """Train with ``MultiTaskTrainer`` (warm-up 10%, AdamW, the library's masked loss and freeze policies) and
-    evaluate with ``hf_mtl.metrics``; returns the eval metrics, the steps, seconds and the freeze choice."""
+    evaluate with ``hf_mtl.metrics``; returns the eval metrics, the steps, seconds and the freeze choice.
+    ``training_args``: more ``MultiTaskTrainingArguments`` (e.g. ``layer_decay``)."""
     import math
     import tempfile
     import time
@@ -99,6 +101,7 @@ def fit_and_evaluate(
             per_device_train_batch_size=batch_size, per_device_eval_batch_size=128, learning_rate=learning_rate,
             warmup_steps=0.1, weight_decay=0.01, logging_steps=50, save_strategy="no", report_to="none",
             disable_tqdm=True, dataloader_pin_memory=False, use_cpu=not torch.cuda.is_available(), seed=seed,
+            **training_args,
         )
         trainer = MultiTaskTrainer(
             model=model, args=args, train_dataset=train_rows or eval_rows[:1],

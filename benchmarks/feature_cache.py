@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time of one thread is the work).")
     args = parser.parse_args(argv)
-    args.num_train = args.num_train or (96 if args.quick else 300)
-    args.repeats = args.repeats or (2 if args.quick else 3)
+    args.num_train = args.num_train or (96 if args.quick else 1000)
+    args.repeats = args.repeats or 2
     setup_logging()
     torch.set_num_threads(args.threads)
 

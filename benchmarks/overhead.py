@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-labels", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time of one thread is the work).")
     args = parser.parse_args(argv)
-    args.steps = args.steps or (4 if args.quick else 10)
-    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.steps = args.steps or (4 if args.quick else 12)
+    args.repeats = args.repeats or (3 if args.quick else 6)
     setup_logging()
     torch.set_num_threads(args.threads)
 

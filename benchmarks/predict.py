@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time of one thread is the work).")
     args = parser.parse_args(argv)
     args.num_images = args.num_images or (64 if args.quick else 256)
-    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.repeats = args.repeats or (3 if args.quick else 15)
     setup_logging()
     torch.set_num_threads(args.threads)
 
