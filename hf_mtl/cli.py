@@ -37,7 +37,7 @@ def _load_model(path: str):
 def evaluate_command(model_path: str, recipe: str | None, overrides: list[str]) -> dict[str, float]:
     """Evaluate a saved model on a recipe's evaluation data; prints and returns ``eval_*`` metrics."""
     from .metrics import build_compute_metrics
-    from .scripts.arguments import check_values, parse_overrides, read_recipe_file
+    from .scripts.arguments import check_values, parse_overrides, parse_recipe, read_recipe_file
     from .scripts.models import build_model_processor
     from .scripts.recipe_data import check_labels, input_column, load_recipe_datasets, with_preprocessing
     from .scripts.train import format_metrics, label_prevalence
@@ -52,8 +52,6 @@ def evaluate_command(model_path: str, recipe: str | None, overrides: list[str]) 
         values.pop(key, None)
     values["model_name_or_path"] = model_path
     output_dir = values.pop("output_dir", None) or tempfile.mkdtemp(prefix="hf_mtl_eval_")
-    from .scripts.arguments import parse_recipe
-
     model_args, data_args, _, _ = parse_recipe({k: v for k, v in values.items() if k in _recipe_keys(("model", "data"))})
     eval_keys = {k: v for k, v in values.items() if k in _recipe_keys(("training",))}
     for key in ("freeze_policy", "feature_cache", "unfreeze_every", "push_to_hub", "resume_from_checkpoint"):
@@ -146,7 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv[:1] == ["train"]:  # everything after `train` belongs to the recipe parser (incl. --help, --key value)
+        args = argparse.Namespace(command="train", rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     import hf_mtl  # noqa: F401  (registers the Auto classes and the pipeline)
 

@@ -97,3 +97,12 @@ def test_template_recipe_documents_every_key_it_uses():
 
     check_values(values, "template")  # every key is a real recipe key with the right type
     assert json.dumps(values)
+
+
+def test_train_help_lists_every_recipe_key(capsys):
+    from hf_mtl.cli import main
+
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    for key in ("--backbone", "--tasks", "--dataset", "--heads_only_epochs", "--freeze_policy", "--learning_rate"):
+        assert key in out
