@@ -132,6 +132,30 @@ class PlainMaskedTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
+def plot(results: dict, settings: dict, path: Path) -> None:
+    """Bars of the step times on both clocks, from a report's results (``python -c`` can redraw a saved JSON)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    clocks = (("CPU time of the working thread", results["cpu_step_time_s"]), ("wall-clock", results["step_time_s"]))
+    for ax, (label, t) in zip(axes, clocks):
+        names = list(t["variants"])
+        med = [t["variants"][k]["summary"]["median"] * 1000 for k in names]
+        lo = [m - t["variants"][k]["summary"]["min"] * 1000 for k, m in zip(names, med)]
+        hi = [t["variants"][k]["summary"]["max"] * 1000 - m for k, m in zip(names, med)]
+        ax.bar(names, med, yerr=[lo, hi], capsize=6, color=["#888888", "#bbbbbb", "#5b8ff9"])
+        for i, k in enumerate(names):
+            r = t["variants"][k]["ratio_to_baseline"]
+            ax.text(i, med[i] / 2, f"{r['median']:.3f}x\n[{r['min']:.3f}, {r['max']:.3f}]", ha="center", fontsize=8)
+        ax.set_ylabel(f"ms per step, {label}")
+    fig.suptitle(f"{settings['backbone']} {settings['image_size']}px, batch {settings['batch_size']}, "
+                 f"{settings['threads']} thread(s): step time (median, min-max) and paired ratio to the raw loop",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = add_model_args(base_parser(__doc__.splitlines()[0]))
     parser.add_argument("--steps", type=int, default=None, help="Timed steps per repetition (after warm-up).")
@@ -235,28 +259,8 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"step_time_s": timing, "cpu_step_time_s": cpu_timing, "steps_per_repetition": args.steps,
                "warmup_steps": args.warmup}
 
-    def plot(path: Path) -> None:
-        import matplotlib.pyplot as plt
-
-        names = list(variants)
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-        for ax, (label, t) in zip(axes, (("CPU time of the working thread", cpu_timing), ("wall-clock", timing))):
-            med = [t["variants"][k]["summary"]["median"] * 1000 for k in names]
-            lo = [m - t["variants"][k]["summary"]["min"] * 1000 for k, m in zip(names, med)]
-            hi = [t["variants"][k]["summary"]["max"] * 1000 - m for k, m in zip(names, med)]
-            ax.bar(names, med, yerr=[lo, hi], capsize=6, color=["#888888", "#5b8ff9", "#e8684a"])
-            for i, k in enumerate(names):
-                r = t["variants"][k]["ratio_to_baseline"]
-                ax.text(i, med[i] / 2, f"{r['median']:.3f}x\n[{r['min']:.3f}, {r['max']:.3f}]", ha="center",
-                        fontsize=8)
-            ax.set_ylabel(f"ms per step, {label}")
-        fig.suptitle(f"{args.backbone} {args.image_size}px, batch {args.batch_size}, {args.threads} thread(s): "
-                     "step time (median, min-max) and ratio to the raw loop", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-
-    return write_report(NAME, QUESTION, args, results, targets, plot, argv=argv)
+    return write_report(NAME, QUESTION, args, results, targets, lambda path: plot(results, vars(args), path),
+                        argv=argv)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,9 @@ def claim_missing_labels(r: dict) -> list[str]:
     for rate in rates:
         cells = " | ".join(_pm(auc[strategy][rate]) for strategy in auc)
         lines.append(f"| {100 * float(rate):.0f}% | {cells} | {kept['drop_partial'][rate]} |")
+    best = {rate: max(auc, key=lambda k: auc[k][rate]["mean"]) for rate in rates if float(rate) > 0}
+    lines += ["", "Best strategy at each missing rate above 0%: "
+              + ", ".join(f"{100 * float(r):.0f}%: `{b}`" for r, b in best.items()) + "."]
     return lines
 
 
@@ -153,6 +156,9 @@ def claim_data_size(r: dict) -> list[str]:
                        for c in picks[n]})
         lines.append(f"| {n} | " + " | ".join(_pm(auc[c][n]) for c in curves)
                      + f" | {'/'.join(pick)} | {best[n]['policy']} | {best[n]['auto_minus_best']:+.3f} |")
+    gain = ", ".join(f"{n}: {best[n]['mean'] - auc['scratch'][n]['mean']:+.3f}" for n in best)
+    lines += ["", f"Best pretrained recipe minus scratch, macro AUC: {gain}. Seeds completed: "
+              f"{res.get('seeds_completed', s['seeds'])} of {s['seeds']}."]
     return lines
 
 
@@ -168,6 +174,13 @@ def claim_multitask(r: dict) -> list[str]:
     for setup, by_task in res["scores"].items():
         lines.append(f"| {setup} | " + " | ".join(_pm(by_task[t]) for t in tasks)
                      + f" | {res['train_seconds'][setup]['mean']:.0f} |")
+    multi, same = res["scores"]["multi_task"], res["scores"]["separate_same_budget"]
+    sign = {t: 1 if res["metrics"][t]["better"] == "higher" else -1 for t in tasks}
+    better = [t for t in tasks if sign[t] * (multi[t]["mean"] - same[t]["mean"]) > 0]
+    clear = [t for t in better if abs(multi[t]["mean"] - same[t]["mean"]) > multi[t]["std"] + same[t]["std"]]
+    lines += ["", f"The multi-task model beats separate models on the same budget on {len(better)} of {len(tasks)} "
+              f"tasks ({', '.join(better) or 'none'}); by more than the summed standard deviations on "
+              f"{', '.join(clear) or 'none'}."]
     return lines
 
 
