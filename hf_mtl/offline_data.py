@@ -104,6 +104,8 @@ def fashion_grid_dataset(
       each hidden as ``None`` (missing) with probability ``missing_rate``;
     - ``top_left``: the class name of the top-left item (a multiclass label), ``None`` with probability ``missing_rate``;
     - ``num_classes``: how many distinct classes the grid shows (a regression target), ``None`` likewise;
+    - ``num_footwear``: how many cells hold footwear (sandal, sneaker, ankle boot): a count regression target that
+      sums per-item evidence, ``None`` likewise;
     - ``items``: the class ids of all cells, row-major, never hidden (the ground truth, for analysis).
 
     Same arguments → same rows (``seed`` drives both the items and what is hidden).
@@ -118,15 +120,19 @@ def fashion_grid_dataset(
     np.put_along_axis(present, items, 1, axis=1)
     rng = np.random.default_rng([seed, 1])
     hidden = rng.random((num_samples, n_classes + 2)) < missing_rate
+    hidden_footwear = np.random.default_rng([seed, 2]).random(num_samples) < missing_rate
     present_lists = [[None if h else int(v) for v, h in zip(row, hid)] for row, hid in zip(present, hidden[:, :n_classes])]
     top_left = [None if h else FASHION_MNIST_CLASSES[int(c)] for c, h in zip(items[:, 0], hidden[:, n_classes])]
     distinct = [None if h else float(len(set(row.tolist()))) for row, h in zip(items, hidden[:, n_classes + 1])]
+    footwear_ids = [FASHION_MNIST_CLASSES.index(c) for c in ("sandal", "sneaker", "ankle_boot")]
+    footwear = [None if h else float(np.isin(row, footwear_ids).sum()) for row, h in zip(items, hidden_footwear)]
     features = datasets.Features(
         {
             "image": datasets.Image(),
             "present": datasets.Sequence(datasets.Value("int8"), length=n_classes),
             "top_left": datasets.Value("string"),
             "num_classes": datasets.Value("float32"),
+            "num_footwear": datasets.Value("float32"),
             "items": datasets.Sequence(datasets.Value("int8"), length=grid * grid),
         }
     )
@@ -138,6 +144,7 @@ def fashion_grid_dataset(
             "present": present_lists,
             "top_left": top_left,
             "num_classes": distinct,
+            "num_footwear": footwear,
             "items": items.tolist(),
         },
         features=features,

@@ -45,6 +45,9 @@ def test_fashion_grid_labels_match_the_items():
             assert row["top_left"] == FASHION_MNIST_CLASSES[row["items"][0]]
         if row["num_classes"] is not None:
             assert row["num_classes"] == len(items)
+        if row["num_footwear"] is not None:
+            assert row["num_footwear"] == sum(FASHION_MNIST_CLASSES[c] in ("sandal", "sneaker", "ankle_boot")
+                                              for c in row["items"])
     assert 0.15 < hidden / total < 0.45
     # the image really is the items: the top-left tile is the Fashion-MNIST item drawn for it
     again = fashion_grid_dataset(40, split="test", missing_rate=0.3, seed=3)
