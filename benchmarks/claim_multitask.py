@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--with-3x-budget", action="store_true", help="Also train separate models with B steps each.")
     parser.add_argument("--heads-epochs", type=float, default=10.0,
                         help="Heads-only epochs on cached features before fine-tuning (0: fine-tune fresh heads).")
+    parser.add_argument("--tag", default="", help="Suffix of the output name (claim_multitask_<tag>.json).")
     args = parser.parse_args(argv)
     args.num_train = args.num_train or (48 if args.quick else 600)
     args.num_eval = args.num_eval or (32 if args.quick else 300)
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
         fig.savefig(path, dpi=120)
         plt.close(fig)
 
-    return write_report(NAME, QUESTION, args, results, [], plot, argv=argv)
+    name = f"{NAME}_{args.tag}" if args.tag else NAME
+    return write_report(name, QUESTION, args, results, [], plot, argv=argv, script=NAME)
 
 
 if __name__ == "__main__":

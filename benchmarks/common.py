@@ -177,11 +177,13 @@ def write_report(
     plot: Callable[[Path], None] | None = None,
     skipped: str | None = None,
     argv: Sequence[str] | None = None,
+    script: str | None = None,
 ) -> dict[str, Any]:
     """Write ``<output_dir>/<name>.json`` (and ``<name>.png`` through ``plot``); return the report."""
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    command = command_line() if argv is None else shlex.join(["python", f"benchmarks/{name}.py", *argv])
+    script = script or name
+    command = command_line() if argv is None else shlex.join(["python", f"benchmarks/{script}.py", *argv])
     report = {
         "benchmark": name,
         "question": question,
