@@ -154,7 +154,8 @@ def test_automodel_loads_after_importing_hf_mtl_only(tmp_path):
         assert type(model).__name__ == "MultiTaskModel", type(model)
         x = torch.randn(2, 3, {IMAGE_SIZE}, {IMAGE_SIZE}, generator=torch.Generator().manual_seed(0))
         got = model(pixel_values=x).logits["tags"]
-        assert torch.equal(got, torch.load({str(tmp_path.parent / "expected.pt")!r})), "logits differ"
+        # Same weights; another process may pick other CPU kernels, which can differ in the last bit.
+        assert torch.allclose(got, torch.load({str(tmp_path.parent / "expected.pt")!r}), rtol=0, atol=1e-6), "logits differ"
         print("ok")
     """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
