@@ -106,3 +106,21 @@ def test_train_help_lists_every_recipe_key(capsys):
     out = capsys.readouterr().out
     for key in ("--backbone", "--tasks", "--dataset", "--heads_only_epochs", "--freeze_policy", "--learning_rate"):
         assert key in out
+
+
+def test_fine_tuning_stage_unfreezes_after_heads_only_when_no_policy_is_given(tmp_path, data_file):
+    """Stage 1 freezes the backbone; a recipe with no `freeze_policy` must not silently keep it frozen in stage 2."""
+    from transformers import TrainerCallback
+
+    from hf_mtl.scripts.train import main
+
+    seen: dict[str, bool] = {}
+
+    class RecordTrainable(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen["backbone_trainable"] = all(p.requires_grad for p in model.backbone.parameters())
+
+    recipe = tiny_recipe(data_file, tmp_path / "out", heads_only_epochs=1, max_steps=1)
+    recipe.pop("freeze_policy", None)
+    main([str(write_recipe(tmp_path / "r.yaml", recipe))], callbacks=[RecordTrainable()])
+    assert seen == {"backbone_trainable": True}

@@ -108,7 +108,7 @@ class ScriptArguments:
         default=0.0,
         metadata={
             "help": "First train only the heads (backbone frozen) for this many epochs, then the main stage with "
-            "`freeze_policy`. 0 skips the warm-up."
+            "`freeze_policy` (`full` when unset). 0 skips the warm-up."
         },
     )
     heads_only_learning_rate: float | None = field(

@@ -139,6 +139,10 @@ def run(
         del stage
         if os.path.isdir(heads_args.output_dir) and not os.listdir(heads_args.output_dir):
             os.rmdir(heads_args.output_dir)
+        if training_args.freeze_policy is None:
+            # Stage 1 froze the backbone; an unset policy would silently keep it frozen for the fine-tuning stage.
+            logger.warning("no freeze_policy for the main stage after the heads-only stage: fine-tuning everything ('full')")
+            training_args.freeze_policy = "full"
     trainer = MultiTaskTrainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds, callbacks=callbacks, **common
     )
