@@ -104,7 +104,7 @@ def per_label_metrics_from(
     """
     if not metrics:
         return {}
-    from .metrics import _key as metric_key  # the label → key-fragment rule of the metrics' own keys
+    from .metrics import metric_key  # the label → key-fragment rule of the metrics' own keys
 
     flat = {_strip_prefix(key): value for key, value in metrics.items()}
     table: dict[str, dict[str, dict[str, float]]] = {}

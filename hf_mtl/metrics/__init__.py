@@ -34,6 +34,7 @@ __all__ = [
     "build_compute_metrics",
     "compute_task_metrics",
     "load_metric",
+    "metric_key",
     "metric_path",
     "multiclass_scores",
     "multilabel_scores",
@@ -66,7 +67,7 @@ def load_metric(task_type: str, **kwargs: Any):
 _LOADED: dict[str, Any] = {}
 
 
-def _key(name: str) -> str:
+def metric_key(name: str) -> str:
     """A label name as a metric-key fragment (logging backends dislike spaces and slashes)."""
     return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name)).strip("_") or "label"
 
@@ -132,7 +133,7 @@ def compute_task_metrics(
             for aggregate in ("macro", "micro"):
                 flat.update({f"{spec.name}_{aggregate}_{m}": v for m, v in result[aggregate].items()})
             for label, values in table.items() if per_label else ():
-                flat.update({f"{spec.name}_{_key(label)}_{m}": values[m] for m in spec.task_type.metric_names})
+                flat.update({f"{spec.name}_{metric_key(label)}_{m}": values[m] for m in spec.task_type.metric_names})
     elif spec.type == "multiclass":
         result = metric.compute(
             predictions=scores.tolist(), references=labels.reshape(-1).astype(np.int64).tolist(), label_names=names
@@ -140,7 +141,7 @@ def compute_task_metrics(
         table = result["per_label"]
         flat.update({f"{spec.name}_{m}": result[m] for m in spec.task_type.metric_names})
         if per_label:
-            flat.update({f"{spec.name}_{_key(label)}_f1": values["f1"] for label, values in table.items()})
+            flat.update({f"{spec.name}_{metric_key(label)}_f1": values["f1"] for label, values in table.items()})
     elif spec.type == "regression":
         n = spec.output_size
         shape = (len(scores), n) if n > 1 else (len(scores),)
@@ -151,7 +152,7 @@ def compute_task_metrics(
         flat.update({f"{spec.name}_{m}": result[m] for m in spec.task_type.metric_names})
         if n > 1 and per_label:
             for label, values in table.items():
-                flat.update({f"{spec.name}_{_key(label)}_{m}": values[m] for m in spec.task_type.metric_names})
+                flat.update({f"{spec.name}_{metric_key(label)}_{m}": values[m] for m in spec.task_type.metric_names})
     else:
         raise ValueError(f"task {spec.name!r}: no metrics for task type {spec.type!r}")
     undefined = sorted(k for k, v in flat.items() if v is None)
