@@ -28,11 +28,10 @@ def _text_rows(n: int, seed: int = 0) -> list[dict]:
         row = {"input_ids": torch.randint(1, 64, (6,), generator=g), "attention_mask": torch.ones(6, dtype=torch.long)}
         for name, value in labels.items():
             value = value[0]
-            row[name] = value.item() if value.dim() == 0 else [None if v == MISSING else v for v in value.tolist()]
-            if value.dim() == 0 and value.item() == MISSING:
-                row[name] = None
-            if name == "flag" and row[name] is not None:
-                row[name] = row[name][0] if isinstance(row[name], list) else row[name]
+            if value.dim() == 0:  # multiclass, binary, single-output regression
+                row[name] = None if value.item() == MISSING else value.item()
+            else:
+                row[name] = [None if v == MISSING else v for v in value.tolist()]
         rows.append(row)
     return rows
 
