@@ -16,8 +16,15 @@ import torch
 from .tasks import TaskSpec
 
 
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """Losses are computed in at least float32: with float16 logits (an fp16 autocast head) a float16 sum of per-label
+    losses overflows to inf at 65504 although the normalised loss is finite."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def task_loss_terms(spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of the task's per-label losses over present labels, number of present labels)."""
+    """(sum of the task's per-label losses over present labels, number of present labels), in at least float32."""
+    logits = _at_least_float32(logits)
     return spec.task_type.loss_terms(spec, logits, labels.to(logits.device))
 
 
@@ -48,8 +55,8 @@ def multitask_loss(
     for spec in specs:
         task_logits = logits[spec.name]
         task_labels = labels.get(spec.name)
-        if task_labels is None:
-            loss = task_logits.sum() * 0.0
+        if task_labels is None:  # zero times each logit, not times their sum: a float16 sum can overflow (inf·0 = NaN)
+            loss = (_at_least_float32(task_logits) * 0.0).sum()
         else:
             loss_sum, count = task_loss_terms(spec, task_logits, task_labels)
             normaliser = count if num_items is None else num_items[spec.name]
