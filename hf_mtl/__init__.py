@@ -6,7 +6,7 @@ from transformers import AutoConfig, AutoModel
 
 from .balancing import apply_pos_weight, build_balancer, compute_pos_weight
 from .configuration_mtl import MultiTaskConfig
-from .data import MultiTaskDataCollator, mix_datasets, task_specs_from_features, validate_labels
+from .data import MultiTaskDataCollator, mix_datasets, task_specs_from_features, validate_inputs, validate_labels
 from .losses import count_present_labels, multitask_loss
 from .modeling_mtl import MultiTaskModel, MultiTaskOutput
 from .pipeline import PIPELINE_TASK, MultiTaskClassificationPipeline, register_pipeline
@@ -43,6 +43,7 @@ __all__ = [
     "MultiTaskDataCollator",
     "mix_datasets",
     "task_specs_from_features",
+    "validate_inputs",
     "validate_labels",
     "apply_pos_weight",
     "build_balancer",

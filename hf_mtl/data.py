@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -269,6 +271,11 @@ def validate_labels(
     are not decoded). Returns the number of present labels per task; a task with none is logged as a warning, since
     its head would never train.
     """
+    if hasattr(dataset, "__len__") and len(dataset) == 0:
+        raise ValueError(
+            "the dataset is empty (0 rows): there is nothing to train or evaluate on; check the split name, the "
+            "filter or `max_train_samples` / `max_eval_samples`"
+        )
     counts = {spec.name: 0 for spec in tasks}
     for encoded in iter_encoded_labels(dataset, tasks, label_columns, known_label_columns, chunk_size, max_rows):
         for spec in tasks:
@@ -277,6 +284,117 @@ def validate_labels(
         if count == 0:
             logger.warning("task %r has no present label in this dataset: its head will not learn from it", name)
     return counts
+
+
+INPUT_KINDS = ("image", "text")
+
+
+def validate_inputs(
+    dataset: Any,
+    input_column: str | None = None,
+    kind: str | None = None,
+    allow_empty_text: bool | None = None,
+    max_rows: int | None = None,
+) -> int:
+    """Check every raw input of ``dataset`` once, so a bad row fails before training, naming the row and column.
+
+    ``kind="text"``: a text that is None, not a string, or empty / only whitespace (unless ``allow_empty_text``).
+    ``kind="image"``: an image path that does not exist, or a file / bytes whose header no image format recognises
+    (only headers are read, so this is cheap; data corrupt past a valid header fails when the image is decoded, with
+    an error naming the file). Arrays and tensors pass: they are decoded already.
+
+    Without ``input_column`` / ``kind`` they are read from a ``dataset.with_transform(dataset_transform(...))``
+    dataset (as [`MultiTaskTrainer`] does); a dataset without such a transform has no raw inputs to check.
+    Returns the number of rows checked.
+    """
+    transform = (getattr(dataset, "format", None) or {}).get("format_kwargs", {}).get("transform")
+    input_column = input_column or getattr(transform, "input_column", None)
+    kind = kind or getattr(transform, "input_kind", None)
+    if allow_empty_text is None:
+        allow_empty_text = bool(getattr(transform, "allow_empty_text", False))
+    if input_column is None or kind is None:
+        return 0
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"kind must be one of {INPUT_KINDS}, got {kind!r}")
+    check = _check_text if kind == "text" else _check_image
+    count = 0
+    for count, value in enumerate(_input_values(dataset, input_column, max_rows, kind), start=1):
+        problem = check(value, allow_empty_text)
+        if problem is not None:
+            raise ValueError(f"column {input_column!r}, row {count - 1}: {problem}")
+    return count
+
+
+def _input_values(dataset: Any, column: str, max_rows: int | None, kind: str, chunk_size: int = 1000) -> Iterator[Any]:
+    """The raw values of ``column``, chunk by chunk (images as undecoded bytes / paths), with a progress bar."""
+    import itertools
+
+    import datasets
+    from tqdm.auto import tqdm
+
+    if not isinstance(dataset, datasets.Dataset):  # a list of rows or an IterableDataset: only the rows asked for
+        for i, row in enumerate(itertools.islice(dataset, max_rows)):
+            if column not in row:
+                raise ValueError(f"row {i} has no input column {column!r} (its keys: {sorted(row)})")
+            yield row[column]
+        return
+    if column not in dataset.column_names:
+        raise ValueError(
+            f"the dataset has no input column {column!r} (columns: {dataset.column_names}); set the input column to "
+            "the one that holds the raw images or texts"
+        )
+    raw = dataset.with_format(None).select_columns([column])
+    if isinstance(raw.features[column], datasets.Image):  # read bytes / paths, never decode pixels here
+        raw = raw.cast_column(column, datasets.Image(decode=False))
+    total = len(raw) if max_rows is None else min(len(raw), max_rows)
+    with tqdm(total=total, desc=f"Checking {kind}s", unit=" rows", disable=total < 50_000) as progress:
+        for start in range(0, total, chunk_size):
+            values = raw[start : min(start + chunk_size, total)][column]
+            yield from values
+            progress.update(len(values))
+
+
+def _check_text(value: Any, allow_empty: bool) -> str | None:
+    if value is None:
+        return "the text is missing (None); fill it in or drop the row (`dataset.filter`)"
+    if not isinstance(value, str):
+        return f"expected a text (str), got {type(value).__name__} {value!r:.80}"
+    if not value.strip() and not allow_empty:
+        return (
+            f"the text is empty ({value!r}); drop the row (`dataset.filter`) or, if empty texts are meant as input, "
+            "pass allow_empty_text=True"
+        )
+    return None
+
+
+def _check_image(value: Any, allow_empty: bool = False) -> str | None:
+    from PIL import Image, UnidentifiedImageError
+
+    if value is None:
+        return "the image is missing (None); fill it in or drop the row (`dataset.filter`)"
+    source: Any = None
+    if isinstance(value, (str, os.PathLike)):
+        if not os.path.isfile(value):
+            return f"image file {os.fspath(value)!r} does not exist (paths in a data file are relative to that file)"
+        source, name = value, f"image file {os.fspath(value)!r}"
+    elif isinstance(value, dict) and ("bytes" in value or "path" in value):  # an undecoded datasets Image()
+        path = value.get("path")
+        if value.get("bytes"):
+            source, name = io.BytesIO(value["bytes"]), f"image bytes of {path!r}" if path else "image bytes"
+        elif path:
+            return _check_image(path)
+        else:
+            return "the image has neither bytes nor a path"
+    if source is None:
+        return None  # PIL images, arrays and tensors are decoded already
+    try:
+        with Image.open(source) as image:
+            image.size  # noqa: B018 - the header is parsed; pixels are not decoded
+    except UnidentifiedImageError:
+        return f"{name} is not an image in any format PIL reads (corrupt or not an image); replace it or drop the row"
+    except (OSError, ValueError) as err:
+        return f"{name} is not a readable image ({err}); replace it or drop the row"
+    return None
 
 
 def sampling_probabilities(sizes: Sequence[int], sampling: str = "proportional", temperature: float = 2.0) -> list[float]:

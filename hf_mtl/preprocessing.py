@@ -34,12 +34,15 @@ def load_image(image: Any, mode: str = "RGB") -> Image.Image:
     if isinstance(image, (str, os.PathLike)):
         if not os.path.isfile(image):
             raise FileNotFoundError(f"image file {os.fspath(image)!r} does not exist")
-        with Image.open(image) as opened:
-            image = opened.copy()
+        image = _decode(image, f"image file {os.fspath(image)!r}")
     elif isinstance(image, dict) and ("bytes" in image or "path" in image):  # a datasets Image() column, undecoded
         import io
 
-        image = Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") else load_image(image["path"], mode)
+        if image.get("bytes"):
+            path = image.get("path")
+            image = _decode(io.BytesIO(image["bytes"]), f"image bytes of {path!r}" if path else "image bytes")
+        else:
+            image = load_image(image["path"], mode)
     elif isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
     if isinstance(image, np.ndarray):
@@ -57,6 +60,23 @@ def load_image(image: Any, mode: str = "RGB") -> Image.Image:
     if not isinstance(image, Image.Image):
         raise TypeError(f"cannot read an image from {type(image).__name__}; give PIL images, arrays or file paths")
     return image if image.mode == mode else image.convert(mode)
+
+
+def _decode(source: Any, name: str) -> Image.Image:
+    """Fully decode an image file / buffer; a corrupt one is a ValueError naming it, not a PIL trace."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with Image.open(source) as opened:
+            opened.load()
+            return opened.copy()
+    except UnidentifiedImageError as err:
+        raise ValueError(
+            f"{name} is not an image in any format PIL reads (corrupt or not an image); replace it or drop the row "
+            "(hf_mtl.data.validate_inputs finds every such row before training)"
+        ) from err
+    except (OSError, SyntaxError) as err:  # truncated data past a valid header
+        raise ValueError(f"{name} cannot be decoded ({err}); replace it or drop the row") from err
 
 
 def load_audio(audio: Any, sampling_rate: int | None = None) -> np.ndarray:
@@ -308,12 +328,15 @@ def _train_augment(image: Image.Image) -> Image.Image:
 
 
 def dataset_transform(
-    processor: Any, input_column: str, train: bool = False, **kwargs: Any
+    processor: Any, input_column: str, train: bool = False, allow_empty_text: bool = False, **kwargs: Any
 ) -> Callable[[dict[str, list]], dict[str, Any]]:
     """A callable for ``Dataset.with_transform`` / ``set_transform``: replaces ``input_column`` by model inputs.
 
     Lazy: images are decoded and (for training) augmented afresh each time a row is read, so every epoch sees new
     augmentations. Other columns (labels) pass through; text is tokenized without padding, the collator pads.
+    An empty or whitespace-only text is an error (it would train on nothing but special tokens) unless
+    ``allow_empty_text``. [`MultiTaskTrainer`] checks every raw input of such a dataset before training
+    (``hf_mtl.data.validate_inputs``).
     """
 
     def transform(batch: dict[str, list]) -> dict[str, Any]:
@@ -322,6 +345,12 @@ def dataset_transform(
         out = {k: v for k, v in batch.items() if k != input_column}
         values = batch[input_column]
         if isinstance(processor, PreTrainedTokenizerBase):
+            from .data import _check_text
+
+            for value in values:
+                problem = _check_text(value, allow_empty_text)
+                if problem is not None:
+                    raise ValueError(f"column {input_column!r}: {problem} (hf_mtl.data.validate_inputs names the row)")
             encoded = processor(list(values), truncation=True, **kwargs)
         else:
             encoded = preprocess(processor, values, train=train, **kwargs)
@@ -329,7 +358,19 @@ def dataset_transform(
         out.update(encoded)
         return out
 
+    # What hf_mtl.data.validate_inputs (and so MultiTaskTrainer) reads to check every raw input before training.
+    transform.input_column = input_column  # type: ignore[attr-defined]
+    transform.input_kind = _processor_input_kind(processor)  # type: ignore[attr-defined]
+    transform.allow_empty_text = allow_empty_text  # type: ignore[attr-defined]
     return transform
+
+
+def _processor_input_kind(processor: Any) -> str | None:
+    if isinstance(processor, PreTrainedTokenizerBase):
+        return "text"
+    if isinstance(processor, (TimmImageProcessor, BaseImageProcessor)):
+        return "image"
+    return None  # audio: decoded arrays, nothing cheap to check up front
 
 
 def register_processors() -> None:

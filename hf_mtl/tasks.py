@@ -7,6 +7,7 @@ prediction decoding) lives here, one class per type, so a new type is one new en
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -23,6 +24,15 @@ def present_mask(labels: torch.Tensor) -> torch.Tensor:
     if labels.is_floating_point():
         mask &= ~torch.isnan(labels)
     return mask
+
+
+def _is_number(value: Any) -> bool:
+    """A real number (bools and numeric strings are not: a config typo must not pass as a value)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return _is_number(value) and float(value).is_integer()
 
 
 def is_missing_value(value: Any) -> bool:
@@ -56,30 +66,46 @@ class TaskSpec:
         if self.type not in TASK_TYPES:
             raise ValueError(f"{where}: unknown task type {self.type!r}; choose one of {sorted(TASK_TYPES)}")
         if self.labels is not None:
+            if not isinstance(self.labels, (list, tuple)):
+                raise ValueError(f"{where}: `labels` must be a list of label names, got {self.labels!r}")
             self.labels = [str(label) for label in self.labels]
             if not self.labels:
                 raise ValueError(f"{where}: `labels` is empty; give at least one label name or leave it unset")
             duplicates = sorted({lab for lab in self.labels if self.labels.count(lab) > 1})
             if duplicates:
                 raise ValueError(f"{where}: duplicate label names {duplicates}")
+        if self.num_outputs is not None and not _is_int(self.num_outputs):
+            raise ValueError(f"{where}: num_outputs must be an integer, got {self.num_outputs!r}")
+        if not isinstance(self.hidden_sizes, (list, tuple)) or not all(_is_int(h) and h > 0 for h in self.hidden_sizes):
+            raise ValueError(
+                f"{where}: hidden_sizes must be a list of positive integers (e.g. [256]), got {self.hidden_sizes!r}"
+            )
         self.hidden_sizes = [int(h) for h in self.hidden_sizes]
-        if any(h <= 0 for h in self.hidden_sizes):
-            raise ValueError(f"{where}: hidden_sizes must be positive integers, got {self.hidden_sizes}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"{where}: dropout must be in [0, 1), got {self.dropout}")
-        if not (isinstance(self.loss_weight, (int, float)) and self.loss_weight >= 0 and math.isfinite(self.loss_weight)):
+        if not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"{where}: dropout must be a number in [0, 1), got {self.dropout!r}")
+        from .heads import ACTIVATIONS  # the allow-list: a config can never name arbitrary code
+
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"{where}: unknown head activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}"
+            )
+        if not (_is_number(self.loss_weight) and self.loss_weight >= 0 and math.isfinite(self.loss_weight)):
             raise ValueError(f"{where}: loss_weight must be a finite number >= 0, got {self.loss_weight!r}")
         TASK_TYPES[self.type].validate(self)
         n = self.output_size
         for attr in ("pos_weight", "thresholds"):
             value = getattr(self, attr)
             if value is not None:
+                if not isinstance(value, (list, tuple)) or not all(_is_number(v) for v in value):
+                    raise ValueError(f"{where}: {attr} must be a list of {n} numbers (one per output), got {value!r}")
                 value = [float(v) for v in value]
                 if len(value) != n:
                     raise ValueError(f"{where}: {attr} has {len(value)} entries but the task has {n} outputs")
                 setattr(self, attr, value)
         if self.pos_weight is not None and any(not (w > 0 and math.isfinite(w)) for w in self.pos_weight):
             raise ValueError(f"{where}: pos_weight entries must be finite and > 0, got {self.pos_weight}")
+        if self.thresholds is not None and any(not 0.0 <= t <= 1.0 for t in self.thresholds):
+            raise ValueError(f"{where}: thresholds are probabilities and must lie in [0, 1], got {self.thresholds}")
 
     @property
     def task_type(self) -> TaskType:
@@ -103,10 +129,18 @@ class TaskSpec:
     def from_dict(cls, data: dict[str, Any] | TaskSpec) -> TaskSpec:
         if isinstance(data, TaskSpec):
             return data
+        if not isinstance(data, Mapping):
+            raise ValueError(
+                f"a task spec must be a mapping like {{'name': ..., 'type': ..., 'labels': [...]}}, got {data!r}"
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"task {data.get('name', '?')!r}: unknown keys {unknown}; known keys are {sorted(known)}")
+        absent = [key for key in ("name", "type") if key not in data]
+        if absent:
+            raise ValueError(f"task {data.get('name', '?')!r}: missing required keys {absent} (every task needs a name "
+                             f"and a type: one of {sorted(TASK_TYPES)})")
         return cls(**data)
 
 

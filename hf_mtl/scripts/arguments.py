@@ -98,6 +98,10 @@ class DataArguments:
         default=0.3, metadata={"help": "fashion_grid: share of training labels hidden as missing (eval keeps all)."}
     )
     augment: bool = field(default=True, metadata={"help": "Apply the processor's training augmentation."})
+    allow_empty_text: bool = field(
+        default=False,
+        metadata={"help": "Accept empty / whitespace-only texts as inputs (by default such a row is an error)."},
+    )
 
 
 @dataclass

@@ -104,8 +104,22 @@ def check_labels(dataset: Any, specs: list, data_args: DataArguments, split: str
     return counts
 
 
-def with_preprocessing(dataset: Any, processor: Any, column: str, train: bool) -> Any:
+def check_inputs(dataset: Any, column: str, kind: str, data_args: DataArguments, split: str) -> int:
+    """Every raw input of the split is readable (hf_mtl.data.validate_inputs): a missing or corrupt image, an empty
+    text fails now, naming the split, column and row, not when the row is first read during training."""
+    from ..data import INPUT_KINDS, validate_inputs
+
+    if kind not in INPUT_KINDS:
+        return 0
+    try:
+        return validate_inputs(dataset, column, kind, allow_empty_text=data_args.allow_empty_text)
+    except ValueError as err:
+        hint = " (or set `allow_empty_text: true`)" if kind == "text" and "empty" in str(err) else ""
+        raise RecipeError(f"recipe: {split} data: {err}{hint}") from err
+
+
+def with_preprocessing(dataset: Any, processor: Any, column: str, train: bool, allow_empty_text: bool = False) -> Any:
     """The dataset with the backbone's preprocessing applied lazily (``with_transform``), label columns kept."""
     from ..preprocessing import dataset_transform
 
-    return dataset.with_transform(dataset_transform(processor, column, train=train))
+    return dataset.with_transform(dataset_transform(processor, column, train=train, allow_empty_text=allow_empty_text))
