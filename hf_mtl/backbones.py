@@ -28,8 +28,11 @@ def backbone_config_dict(name: str) -> dict[str, Any]:
     """The transformers backbone's own config as a dict, stored in ours so the model rebuilds offline."""
     from transformers import AutoConfig
 
+    from .safety import check_backbone_name
+
+    check_backbone_name(name)
     try:
-        config = AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name, trust_remote_code=False)  # never a repo's own code, never a prompt
     except (OSError, ValueError) as err:
         raise ValueError(
             f"backbone {name!r} is neither a timm model name nor a loadable transformers model id/path: {err}"
@@ -140,7 +143,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from .safety import read_weights_file
+
+    state = read_weights_file(path)  # torch.load(weights_only=True): refuses pickled objects, naming the file
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -6,6 +6,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from .safety import check_config_safety
 from .tasks import TaskSpec
 
 BACKBONE_LIBRARIES = ("timm", "transformers")
@@ -54,6 +55,7 @@ class MultiTaskConfig(PretrainedConfig):
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         self.backbone_kwargs = dict(self.backbone_kwargs or {})
         self.set_tasks([TaskSpec.from_dict(task) for task in (self.tasks or [])])
+        check_config_safety(self, kwargs)  # no code, file or URL named by a config is ever used (hf_mtl.safety)
         self._check_version()
         if self.hf_mtl_version is None:
             self.hf_mtl_version = _version()

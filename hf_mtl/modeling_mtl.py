@@ -77,6 +77,15 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         return self._specs_cache[1]
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args: Any, **kwargs: Any):
+        """Load like transformers, but safetensors only: a folder or repo holding only pickled weights
+        (``pytorch_model.bin``) is refused before anything is unpickled (see `hf_mtl.safety`)."""
+        from .safety import safe_loading_kwargs
+
+        kwargs = safe_loading_kwargs(pretrained_model_name_or_path, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
     def from_backbone(
         cls,
         backbone: str | os.PathLike,
@@ -134,8 +143,11 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         else:
             from transformers import AutoModel
 
+            from .safety import safe_loading_kwargs
+
             source = name if weights is True else str(weights)
-            pretrained = AutoModel.from_pretrained(source)
+            # safetensors only, and never a repo's own modeling code (a clear error instead of a prompt)
+            pretrained = AutoModel.from_pretrained(source, trust_remote_code=False, **safe_loading_kwargs(source, {}))
             missing, unexpected = self.backbone.model.load_state_dict(pretrained.state_dict(), strict=False)
             if missing:
                 raise ValueError(f"{source}: pretrained weights lack {len(missing)} backbone tensors, e.g. {missing[:3]}")

@@ -1,0 +1,233 @@
+"""What a config, a weights file or a Hub repo can never make hf_mtl do: run code, unpickle objects, read files.
+
+* Weights are safetensors. [`MultiTaskModel.from_pretrained`] loads nothing else (a folder or repo holding only
+  ``pytorch_model.bin`` is refused before anything is unpickled), and a PyTorch file given as timm backbone weights is
+  read with ``torch.load(weights_only=True)``, which refuses pickled code.
+* Nothing needs ``trust_remote_code``: the keys that would make transformers import a repo's own code (``auto_map``,
+  ``custom_pipelines``, ``trust_remote_code``) are dropped from our config and from ``backbone_config`` with a warning.
+* A config names code only through registries: the backbone's ``model_type`` must be a transformers config class that
+  is already registered (``CONFIG_MAPPING``), the backbone is a timm registry name or a model id / folder (never an
+  import string), head activations come from ``heads.ACTIVATIONS``.
+* ``backbone_kwargs`` (handed to ``timm.create_model``) cannot name files, URLs or pretrained configs for timm to read.
+  This is a deny-list on purpose: timm's keyword arguments are open-ended and differ per architecture (``img_size``,
+  ``drop_path_rate``, ``in_chans``, ...), so an allow-list would refuse legitimate models, while the ways timm reads
+  a file or the network are few and named (``checkpoint_path``, ``pretrained``, ``pretrained_cfg[_overlay]``,
+  ``cache_dir``). Any key containing one of :data:`DENIED_KWARG_FRAGMENTS` is refused, so a future ``*_path`` /
+  ``*_url`` / ``*_file`` argument is refused too, and so is any string value that is a URL or a timm/Hub location.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines", "trust_remote_code")
+"""Config keys through which transformers would import code from a repo; hf_mtl never acts on them."""
+
+DENIED_KWARG_FRAGMENTS = ("pretrained", "checkpoint", "path", "file", "url", "cache", "hub")
+"""A ``backbone_kwargs`` key containing one of these names a file, URL or download for timm: refused."""
+
+LOCATION_PREFIXES = ("hf-hub:", "local-dir:", "timm/", "file:", "http:", "https:")
+"""String values that timm or the Hub client would resolve to something to fetch or read."""
+
+SAFE_WEIGHTS_NAMES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+_WINDOWS_PATH = re.compile(r"[A-Za-z]:[\\/]")
+CONVERT_HINT = (
+    "To convert a file you trust (your own), once: `model = MultiTaskModel(MultiTaskConfig.from_pretrained(FOLDER)); "
+    "model.load_state_dict(torch.load(FOLDER + '/pytorch_model.bin', weights_only=True)); "
+    "model.save_pretrained(FOLDER)` writes model.safetensors (plain tensors: "
+    "`safetensors.torch.save_file(torch.load(PATH, weights_only=True), 'model.safetensors')`)."
+)
+
+
+class UnsafeConfigError(ValueError):
+    """A config asks for something hf_mtl never does (run or import code, read a file or URL it names)."""
+
+
+class UnsafeWeightsError(OSError):
+    """Weights that are not safetensors, or a PyTorch file that would need arbitrary unpickling."""
+
+
+# ------------------------------------------------------------------------------------------------------------ configs
+def drop_remote_code_keys(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Remove ``auto_map`` / ``custom_pipelines`` / ``trust_remote_code`` (also nested) from ``values``, warning."""
+    for key in REMOTE_CODE_KEYS:
+        if key in values:
+            values.pop(key)
+            logger.warning(
+                "%s: ignored `%s`: hf_mtl never runs code shipped with a model (no trust_remote_code needed)", where, key
+            )
+    for key, value in values.items():
+        if isinstance(value, dict):
+            drop_remote_code_keys(value, f"{where}.{key}")
+    return values
+
+
+def check_config_safety(config: Any, kwargs: dict[str, Any]) -> None:
+    """Everything [`MultiTaskConfig`] checks on construction: called from its ``__post_init__``."""
+    drop_remote_code_keys(kwargs, "MultiTaskConfig")
+    if config.backbone:
+        check_backbone_name(config.backbone)
+    check_backbone_kwargs(config.backbone_kwargs or {})
+    if config.backbone_config:
+        config.backbone_config = check_backbone_config(dict(config.backbone_config))
+
+
+def check_backbone_name(name: str) -> None:
+    """A backbone is a timm registry name, a Hub model id or a local folder: never an import string or a URL."""
+    if os.path.exists(name):
+        return
+    bare = name.removeprefix("hf-hub:")
+    problem = None
+    if "://" in bare or bare.startswith(LOCATION_PREFIXES[1:]):
+        problem = "is a URL / file location"
+    elif ":" in bare and not _WINDOWS_PATH.match(bare):
+        problem = "looks like an import string (`module:attribute`)"
+    elif "/" not in bare and _IMPORT_PATH.fullmatch(bare):
+        import timm
+
+        if not timm.is_model(bare):
+            problem = "looks like an import path (`module.Class`), and is no timm model name"
+    if problem:
+        raise UnsafeConfigError(
+            f"backbone {name!r} {problem}; hf_mtl never imports code named in a config. Give a timm model name "
+            "(`timm.list_models()`), a transformers model id (`owner/name`) or a local model folder"
+        )
+
+
+def check_backbone_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Refuse ``backbone_kwargs`` that would make timm read a file, a URL or a pretrained config (see module doc)."""
+    for key, value in kwargs.items():
+        denied = [fragment for fragment in DENIED_KWARG_FRAGMENTS if fragment in str(key).lower()]
+        if denied:
+            raise UnsafeConfigError(
+                f"backbone_kwargs[{key!r}] is refused: a config may not make timm load a file, URL or pretrained "
+                f"config ({denied[0]!r} keys are denied). Load backbone weights with `MultiTaskModel.from_backbone"
+                "(..., weights=<path or True>)` instead"
+            )
+        location = _find_location(value)
+        if location is not None:
+            raise UnsafeConfigError(
+                f"backbone_kwargs[{key!r}] holds the location {location!r}: a config may not make timm read a file "
+                "or URL"
+            )
+
+
+def _find_location(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value if ("://" in value or value.startswith(LOCATION_PREFIXES)) else None
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            found = _find_location(item)
+            if found is not None:
+                return found
+    return None
+
+
+def check_backbone_config(backbone_config: dict[str, Any]) -> dict[str, Any]:
+    """The transformers backbone's config must name a registered ``model_type``; remote-code keys are dropped."""
+    from transformers import CONFIG_MAPPING
+
+    model_type = backbone_config.get("model_type")
+    if model_type is not None and (not isinstance(model_type, str) or model_type not in CONFIG_MAPPING
+                                   or model_type == "hf_mtl"):
+        raise UnsafeConfigError(
+            f"backbone_config has model_type {model_type!r}, which is no transformers model type registered in this "
+            "process (transformers.CONFIG_MAPPING); hf_mtl builds only registered backbones and never imports code "
+            "named by a config. Upgrade transformers if the type is new, or import the package that registers it"
+        )
+    return drop_remote_code_keys(backbone_config, "backbone_config")
+
+
+# ------------------------------------------------------------------------------------------------------------ weights
+def safe_loading_kwargs(source: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a safetensors-only ``from_pretrained``; refuse a source without safetensors weights.
+
+    Checked before transformers resolves the weights, so a pickle is never opened and transformers' automatic
+    safetensors conversion (which would send the user's token to a conversion Space) is never started.
+    """
+    if kwargs.get("use_safetensors") is False or kwargs.get("weights_only") is False:
+        raise UnsafeWeightsError(
+            "hf_mtl reads model weights as safetensors only; use_safetensors=False / weights_only=False are refused. "
+            + CONVERT_HINT
+        )
+    if kwargs.get("gguf_file"):
+        raise UnsafeWeightsError(f"hf_mtl reads safetensors only, not the GGUF file {kwargs['gguf_file']!r}")
+    if kwargs.get("trust_remote_code"):
+        logger.warning("trust_remote_code=True ignored: hf_mtl models never run code shipped with a repo")
+    kwargs = {k: v for k, v in kwargs.items() if k != "trust_remote_code"}
+    kwargs["use_safetensors"] = True
+    if source is None or kwargs.get("state_dict") is not None:
+        return kwargs
+    source = os.fspath(source)
+    subfolder = kwargs.get("subfolder") or ""
+    names = [_with_variant(name, kwargs.get("variant")) for name in SAFE_WEIGHTS_NAMES]
+    if os.path.isfile(source):
+        if not source.endswith(".safetensors"):
+            raise UnsafeWeightsError(f"{source!r} is not a safetensors file; hf_mtl reads safetensors only. "
+                                     + CONVERT_HINT)
+        return kwargs
+    folder = os.path.join(source, subfolder) if subfolder else source
+    if os.path.isdir(folder):
+        if not any(os.path.isfile(os.path.join(folder, name)) for name in names):
+            raise UnsafeWeightsError(_no_safetensors_message(f"folder {folder!r}", names, os.listdir(folder)))
+        return kwargs
+    _check_remote_safetensors(source, names, kwargs)
+    return kwargs
+
+
+def _with_variant(name: str, variant: str | None) -> str:
+    if not variant:
+        return name
+    stem, ext = name.split(".", 1)
+    return f"{stem}.{variant}.{ext}"
+
+
+def _no_safetensors_message(where: str, names: list[str], present: list[str]) -> str:
+    pickles = sorted(name for name in present if name.endswith(PICKLE_WEIGHTS_SUFFIXES))
+    holds = f"; it holds {pickles}, which hf_mtl never unpickles" if pickles else ""
+    return f"{where} has no {' or '.join(names)}{holds}. hf_mtl reads model weights as safetensors only. " + CONVERT_HINT
+
+
+def _check_remote_safetensors(repo_id: str, names: list[str], kwargs: dict[str, Any]) -> None:
+    """Fetch (into the cache) the repo's safetensors weights or index; refuse a repo that has neither."""
+    from huggingface_hub import is_offline_mode
+    from transformers.utils import cached_file
+
+    hub_kwargs = {key: kwargs[key] for key in ("cache_dir", "force_download", "proxies", "token", "revision",
+                                               "local_files_only", "subfolder") if kwargs.get(key) is not None}
+    for name in names:
+        # Repo / revision not found, no access or no connection raise transformers' own clear OSError here.
+        if cached_file(repo_id, name, _raise_exceptions_for_missing_entries=False, **hub_kwargs) is not None:
+            return
+    if kwargs.get("local_files_only") or is_offline_mode():
+        return  # not in the cache: transformers says so (offline it never converts or unpickles anything)
+    revision = kwargs.get("revision") or "main"
+    raise UnsafeWeightsError(_no_safetensors_message(f"Hub repo {repo_id!r} (revision {revision!r})", names, []))
+
+
+def read_weights_file(path: str) -> Any:
+    """``torch.load(path, weights_only=True)`` with an error naming the file when it holds more than tensors."""
+    from pickle import UnpicklingError  # only the exception type: nothing is ever unpickled outside torch's guard
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except UnpicklingError as err:
+        # torch's own text suggests weights_only=False; keep only the line that says what was refused
+        detail = next((line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+        raise UnsafeWeightsError(
+            f"refused to load {path!r}: it is a pickle that holds more than tensors (objects or code to run), and "
+            f"hf_mtl never unpickles those{f' ({detail.strip()})' if detail else ''}. Use a safetensors file."
+        ) from err
