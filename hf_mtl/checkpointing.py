@@ -2,13 +2,15 @@
 
 transformers' ``Trainer._save_checkpoint`` writes straight into ``checkpoint-N/`` and ``get_last_checkpoint`` picks the
 highest-numbered folder, complete or not: a process killed while saving leaves a ``checkpoint-N`` without
-``trainer_state.json``, and a resume from it silently restarts at step 0 with half-saved weights. (transformers 4.36
-staged checkpoints in ``tmp-checkpoint-N`` and renamed them; multi-node renames broke and it was reverted.)
+``trainer_state.json`` (or without weights), and resuming with ``resume_from_checkpoint=True`` then fails on it until
+someone deletes it by hand. (transformers 4.36 staged checkpoints in ``tmp-checkpoint-N`` and renamed them; renames by
+several processes broke multi-node runs and it was reverted.)
 
-[`MultiTaskTrainer`] writes every file of a checkpoint into ``tmp-checkpoint-N/`` (a name ``get_last_checkpoint`` and
-checkpoint rotation ignore), fsyncs it, and only the saving process renames it to ``checkpoint-N/`` once every process
-has written its part. A folder named ``checkpoint-N`` is therefore complete; ``trainer_state.json`` (written last) is
-the completeness marker for folders written by other tools or older versions.
+[`MultiTaskTrainer`] writes every file of a checkpoint into ``_tmp-checkpoint-N/`` (a name that
+``get_last_checkpoint``, checkpoint rotation and the Trainer's Hub uploads all ignore), fsyncs it, and only the saving
+process renames it to ``checkpoint-N/``, once every process has written its part. A folder named ``checkpoint-N`` is
+therefore complete; ``trainer_state.json`` (written last) is the completeness marker for folders written by other
+tools or older versions.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE_NAME = "trainer_state.json"
-STAGING_PREFIX = f"tmp-{PREFIX_CHECKPOINT_DIR}"
-"""Checkpoints are written under ``tmp-checkpoint-N`` and renamed when complete."""
+STAGING_PREFIX = f"_tmp-{PREFIX_CHECKPOINT_DIR}"
+"""Checkpoints are written under ``_tmp-checkpoint-N`` and renamed when complete. The leading ``_`` keeps a staging
+folder out of the Trainer's Hub uploads of ``output_dir`` (they skip ``_*`` and ``checkpoint-*``), which may run in the
+background while the next checkpoint is being written."""
 _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _STAGING_RE = re.compile(rf"^{STAGING_PREFIX}-(\d+)(-replaced)?$")
 AUTO_RESUME_VALUES = ("true", "last")
@@ -47,7 +51,7 @@ def is_complete_checkpoint(folder: str | os.PathLike) -> bool:
 
 
 def staging_folders(output_dir: str | os.PathLike) -> list[str]:
-    """Leftover ``tmp-checkpoint-*`` folders: saves that were interrupted before their rename."""
+    """Leftover ``_tmp-checkpoint-*`` folders: saves that were interrupted before their rename."""
     if not os.path.isdir(output_dir):
         return []
     return sorted(
@@ -61,7 +65,7 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     """The highest-step ``checkpoint-N`` folder of ``output_dir`` that holds ``trainer_state.json``, else None.
 
     Folders without it (written by another tool or an older version, or cut by a crash) are skipped with a warning;
-    leftover ``tmp-checkpoint-N`` staging folders are never candidates.
+    leftover ``_tmp-checkpoint-N`` staging folders are never candidates.
     """
     output_dir = os.fspath(output_dir)
     if not os.path.isdir(output_dir):

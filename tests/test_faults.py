@@ -121,7 +121,7 @@ def test_sigkill_mid_epoch_and_mid_checkpoint_write_then_resume_equals_uninterru
     killed = run_killed("kill-in-save", 4, str(recipe), "--output_dir", str(out), "--resume_from_checkpoint", "true")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert "resuming from the last complete checkpoint" in killed.stderr and "checkpoint-2" in killed.stderr
-    staged = out / "tmp-checkpoint-4"
+    staged = out / "_tmp-checkpoint-4"
     # The half-written checkpoint stayed in its staging folder: weights there, trainer state never written.
     assert (staged / "model.safetensors").is_file() and not (staged / "trainer_state.json").exists()
     assert not (out / "checkpoint-4").exists() and _complete(out / "checkpoint-2")
@@ -130,7 +130,7 @@ def test_sigkill_mid_epoch_and_mid_checkpoint_write_then_resume_equals_uninterru
 
     resumed = run_cli("train", str(recipe), "--output_dir", str(out), "--resume_from_checkpoint", "true")
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    removal = [line for line in resumed.stderr.splitlines() if "removing" in line and "tmp-checkpoint-4" in line]
+    removal = [line for line in resumed.stderr.splitlines() if "removing" in line and "_tmp-checkpoint-4" in line]
     assert removal and "interrupted" in removal[0]
     assert not staged.exists() and _complete(out / "checkpoint-4") and _complete(out / "checkpoint-6")
     _assert_same_weights(load_weights(out), expected)
@@ -157,12 +157,12 @@ def test_last_complete_checkpoint_skips_incomplete_and_staging_folders(tmp_path,
     good = _fake_checkpoint(tmp_path / "checkpoint-10", complete=True)
     _fake_checkpoint(tmp_path / "checkpoint-9", complete=True)
     cut = _fake_checkpoint(tmp_path / "checkpoint-20", complete=False)  # another tool's, or an older version's
-    _fake_checkpoint(tmp_path / "tmp-checkpoint-30", complete=False)
+    _fake_checkpoint(tmp_path / "_tmp-checkpoint-30", complete=False)
     (tmp_path / "checkpoint-40").write_text("a file, not a folder")
     with caplog.at_level(logging.WARNING, logger="hf_mtl.checkpointing"):
         assert last_complete_checkpoint(tmp_path) == str(good)
     messages = " ".join(r.getMessage() for r in caplog.records)
-    assert "checkpoint-20" in messages and "trainer_state.json" in messages and "tmp-checkpoint-30" in messages
+    assert "checkpoint-20" in messages and "trainer_state.json" in messages and "_tmp-checkpoint-30" in messages
     assert resolve_resume_checkpoint(True, tmp_path) == str(good) == resolve_resume_checkpoint("auto", tmp_path)
     with pytest.raises(ValueError, match="checkpoint-20.* not a complete checkpoint"):
         resolve_resume_checkpoint(str(cut), tmp_path)
@@ -193,11 +193,155 @@ def test_atomic_checkpoints_keep_rotation_and_best_model(tmp_path):
                     max_eval_samples=4),
     )
     train_main([str(recipe)])
-    kept = sorted(p.name for p in out.iterdir() if p.name.startswith(("checkpoint-", "tmp-checkpoint-")))
+    kept = sorted(p.name for p in out.iterdir() if p.name.startswith(("checkpoint-", "_tmp-checkpoint-")))
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     best = Path(state["best_model_checkpoint"])
     assert best.parent == out and best.name in kept and _complete(best)
-    assert "checkpoint-4" in kept and len(kept) <= 2 and not any(name.startswith("tmp-") for name in kept)
+    assert "checkpoint-4" in kept and len(kept) <= 2 and not any(name.startswith("_tmp-") for name in kept)
+
+
+# -------------------------------------------------------------------------------------------------------- push faults
+EXPECTED_FILES = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
+
+
+@pytest.fixture
+def model(monkeypatch, tmp_path):
+    """A tiny image model; a failed push keeps its staged files under this test's tmp_path."""
+    import tempfile
+
+    import hf_mtl
+    from tests.tiny_models import IMAGE_SIZE, timm_model
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    model = timm_model()
+    model.set_processor(hf_mtl.build_processor(model, image_size=IMAGE_SIZE))
+    return model
+
+
+def _assert_kept(err, token: str) -> None:
+    """The staged files survive the failure, complete, and the message names them and never the token."""
+    from safetensors.torch import load_file
+
+    folder = Path(err.folder)
+    assert EXPECTED_FILES <= {p.name for p in folder.iterdir()} and EXPECTED_FILES <= set(err.files)
+    assert load_file(str(folder / "model.safetensors"))  # intact weights
+    text = str(err)
+    assert str(folder) in text and "hf upload" in text and "push_to_hub again" in text
+    assert token not in text and token not in repr(err.__cause__) and token not in str(err.__cause__)
+
+
+def _retry_command(err) -> list[str]:
+    import shlex
+
+    line = next(line for line in str(err).splitlines() if "hf upload " in line)
+    return shlex.split(line[line.index("hf upload "):])
+
+
+def test_push_with_the_hub_down_keeps_the_files_and_a_retry_succeeds(local_hub, model):
+    from hf_mtl.hub import PushToHubError
+
+    repo_id = local_hub.repo_id("down")
+    local_hub.server.stop()
+    with pytest.raises(PushToHubError) as info:
+        model.push_to_hub(repo_id)
+    err = info.value
+    assert not err.repo_ready and err.committed is False and err.branch_ready is None
+    assert "failed at step 'create the repo'" in str(err) and f"repo {repo_id}: not created" in str(err)
+    assert "none of the" in str(err)
+    _assert_kept(err, local_hub.token)
+
+    local_hub.server.start()
+    assert not local_hub.server.repo_exists(repo_id)
+    model.push_to_hub(repo_id)  # retrying the push itself
+    assert EXPECTED_FILES <= set(local_hub.server.list_files(repo_id))
+    # ... or uploading the kept folder exactly as the message says (huggingface_hub's own `hf upload`).
+    command = _retry_command(err)
+    uploaded = subprocess.run([str(Path(sys.executable).with_name("hf")), *command[1:]], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
+    assert uploaded.returncode == 0, uploaded.stderr[-3000:]
+    assert local_hub.token not in uploaded.stdout + uploaded.stderr
+
+
+def test_push_http_500_on_the_commit_after_preupload_pushes_nothing_and_a_retry_succeeds(local_hub, model):
+    from hf_mtl.hub import PushToHubError
+
+    repo_id, hub = local_hub.repo_id("commit-500"), local_hub.server
+    fault = hub.fail_next("/commit/", 500, count=None)  # huggingface_hub does not retry a commit; robust if it did
+    with pytest.raises(PushToHubError) as info:
+        model.push_to_hub(repo_id, revision="dev")
+    err = info.value
+    assert fault.hits >= 1 and err.repo_ready and err.branch_ready and err.committed is False
+    assert any("/preupload/" in r.path and r.status == 200 for r in hub.requests)  # the upload was under way
+    text = str(err)
+    assert "failed at step 'commit'" in text and "500" in text and "branch 'dev': exists" in text
+    assert f"repo {repo_id}: exists" in text and "none of the" in text and "--revision dev" in text
+    _assert_kept(err, local_hub.token)
+    assert hub.list_files(repo_id, revision="dev") == [".gitattributes"]  # the commit is all-or-nothing
+
+    hub.clear_faults()
+    model.push_to_hub(repo_id, revision="dev")
+    assert EXPECTED_FILES <= set(hub.list_files(repo_id, revision="dev"))
+
+
+def test_transient_500_on_preupload_is_retried_by_huggingface_hub(local_hub, model):
+    repo_id = local_hub.repo_id("preupload-500")
+    fault = local_hub.server.fail_next("/preupload/", 500, count=1)
+    model.push_to_hub(repo_id)
+    assert fault.hits == 1 and EXPECTED_FILES <= set(local_hub.server.list_files(repo_id))
+
+
+def test_push_commit_timeout_says_the_commit_state_is_unknown(local_hub, model):
+    """huggingface_hub's HTTP client has no timeout by default (``timeout=None``) and ``create_commit`` takes none: a
+    bound comes from ``huggingface_hub.set_client_factory`` (here 1 s)."""
+    import time
+
+    import httpx2
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils._http import default_client_factory
+
+    from hf_mtl.hub import PushToHubError
+
+    def short_timeout_client():
+        client = default_client_factory()
+        client.timeout = httpx2.Timeout(1.0)
+        return client
+
+    repo_id, hub = local_hub.repo_id("slow-commit"), local_hub.server
+    hub.fail_next("/commit/", status=None, delay=3.0)  # answers normally, too late
+    set_client_factory(short_timeout_client)
+    try:
+        with pytest.raises(PushToHubError) as info:
+            model.push_to_hub(repo_id)
+    finally:
+        set_client_factory(default_client_factory)
+    err = info.value
+    assert err.repo_ready and err.committed is None and "commit: UNKNOWN" in str(err)
+    assert "list_repo_commits" in str(err) and "Timeout" in str(err)
+    _assert_kept(err, local_hub.token)
+    deadline = time.monotonic() + 10  # the slow commit does land: "unknown" was the honest answer
+    while "model.safetensors" not in hub.list_files(repo_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    model.push_to_hub(repo_id)  # the retry is harmless either way
+    assert EXPECTED_FILES <= set(hub.list_files(repo_id))
+
+
+def test_cli_push_failure_is_a_clear_message_with_exit_1(local_hub, model, tmp_path, capsys):
+    from hf_mtl.cli import main as cli_main
+    from hf_mtl.hub import save_for_hub
+
+    folder = save_for_hub(model, tmp_path / "saved")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    repo_id = local_hub.repo_id("cli-push")
+    local_hub.server.stop()
+    assert cli_main(["push", str(folder), repo_id]) == 1
+    err = capsys.readouterr().err
+    assert "error: push to " + repo_id in err and "not created" in err and "Traceback" not in err
+    assert f"hf-mtl push {folder} {repo_id}" in err and local_hub.token not in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the model folder is untouched
+
+    local_hub.server.start()
+    assert cli_main(["push", str(folder), repo_id]) == 0
+    assert EXPECTED_FILES <= set(local_hub.server.list_files(repo_id))
 
 
 if __name__ == "__main__":
