@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     import hf_mtl  # noqa: F401  (registers the Auto classes and the pipeline)
 
+    from .hub import PushToHubError
+
     try:
         if args.command == "train":
             from .scripts.train import main as train_main
@@ -166,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except PushToHubError as err:  # the Hub failed: the message says what reached it; no local file is lost
+        message = f"error: {err}"
+        if args.command == "push":
+            message += f"\nThe model folder {args.model} is unchanged: `hf-mtl push {args.model} {args.repo_id}` again."
+        print(message, file=sys.stderr)
+        return 1
     return 0
 
 

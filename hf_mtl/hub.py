@@ -411,6 +411,80 @@ def save_for_hub(model: Any, folder: str | os.PathLike, *, processor: Any = None
     return folder
 
 
+class PushToHubError(RuntimeError):
+    """A push that failed part-way. The message (and the attributes) say what reached the Hub, where the files are kept
+    and how to retry; the original error is chained (``__cause__``).
+
+    Attributes: ``repo_id``; ``folder`` (the kept local files); ``files``; ``repo_ready`` (the repo exists);
+    ``branch_ready`` (None when no branch was asked for); ``committed`` (False: no file of this push is on the Hub, a
+    Hub commit being all-or-nothing; None: unknown, the commit request got no answer).
+    """
+
+    def __init__(self, message: str, *, repo_id: str, folder: str, files: list[str], repo_ready: bool,
+                 branch_ready: bool | None, committed: bool | None) -> None:
+        super().__init__(message)
+        self.repo_id, self.folder, self.files = repo_id, folder, files
+        self.repo_ready, self.branch_ready, self.committed = repo_ready, branch_ready, committed
+
+
+def _failed_request_url(err: BaseException) -> str:
+    try:  # httpx raises RuntimeError when an error carries no request
+        return str(err.request.url)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return ""
+
+
+def _redact(text: str, token: str | bool | None) -> str:
+    from huggingface_hub import get_token
+
+    for secret in {token if isinstance(token, str) else None, get_token()}:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def push_failure(
+    err: BaseException,
+    *,
+    repo_id: str,
+    folder: str | os.PathLike,
+    step: str,
+    repo_ready: bool,
+    revision: str | None = None,
+    branch_ready: bool | None = None,
+    token: str | bool | None = None,
+    retry: str | None = None,
+) -> PushToHubError:
+    """The [`PushToHubError`] for ``err``, raised while doing ``step`` of a push of the files in ``folder``."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    folder = os.fspath(folder)
+    files = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
+    committing = step == "commit"
+    # The server answered (an HTTP error) or was never reached: no commit. A commit request sent without an answer
+    # (timeout, dropped connection) may have been applied.
+    unanswered = not isinstance(err, HfHubHTTPError) and "Connect" not in type(err).__name__
+    committed = None if committing and unanswered and "/commit/" in _failed_request_url(err) else False
+    lines = [f"push to {repo_id} failed at step '{step}': {type(err).__name__}: {err}", "What reached the Hub:"]
+    lines.append(f"  - repo {repo_id}: " + ("exists" if repo_ready else "not created or checked (this step failed)"))
+    if branch_ready is not None:
+        lines.append(f"  - branch {revision!r}: " + ("exists" if branch_ready else "not created"))
+    if committed is None:
+        lines.append("  - commit: UNKNOWN - the commit request got no answer (timeout or dropped connection); the Hub "
+                     f"may have applied it: check the repo's commits (HfApi().list_repo_commits({repo_id!r}))")
+    else:
+        lines.append(f"  - commit: none - none of the {len(files)} files of this push is on the Hub (a Hub commit is "
+                     "all-or-nothing)")
+    lines.append(f"Nothing is lost: the files ({', '.join(files)}) are kept in {folder}")
+    branch = f" --revision {revision}" if revision else ""
+    lines.append("To retry once the Hub answers: " + (retry or "call push_to_hub again")
+                 + f", or upload that folder as it is: hf upload {repo_id} {folder} .{branch}")
+    return PushToHubError(
+        _redact("\n".join(lines), token), repo_id=repo_id, folder=folder, files=files, repo_ready=repo_ready,
+        branch_ready=branch_ready, committed=committed,
+    )
+
+
 def push_to_hub(
     model: Any,
     repo_id: str,
@@ -426,20 +500,33 @@ def push_to_hub(
     """Create ``repo_id`` if needed and upload the model, its processor, card and chart in one commit.
 
     ``card_kwargs`` go to [`create_model_card`] (``metrics``, ``per_label_metrics``, ``datasets``, ...).
-    Returns huggingface_hub's ``CommitInfo``.
+    Returns huggingface_hub's ``CommitInfo``. If the Hub fails (down, HTTP error, timeout), raises [`PushToHubError`]:
+    the staged files are kept in the folder it names, and it says what was and was not pushed.
     """
+    import shutil
+
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    with tempfile.TemporaryDirectory(prefix="hf_mtl_push_") as folder:
+    folder = tempfile.mkdtemp(prefix="hf_mtl_push_")
+    try:
         # Everything is written (and every input checked) before the first request: bad input loses nothing remote.
         save_for_hub(model, folder, processor=processor, repo_id=repo_id, **card_kwargs)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    step, repo_ready, branch_ready = "create the repo", False, None
+    try:
         resolved = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        repo_ready = True
         if resolved != repo_id:  # "name" → "<user>/name": the card's usage snippet names the full id
             repo_id = resolved
             write_model_card(model, folder, repo_id=repo_id, **card_kwargs)
         if revision is not None and not create_pr:
+            step, branch_ready = "create the branch", False
             api.create_branch(repo_id, branch=revision, exist_ok=True)
+            branch_ready = True
+        step = "commit"
         commit = api.upload_folder(
             repo_id=repo_id,
             folder_path=folder,
@@ -449,6 +536,10 @@ def push_to_hub(
             revision=revision,
             create_pr=create_pr,
         )
+    except Exception as err:  # any failure talking to the Hub: keep the files, say what happened
+        raise push_failure(err, repo_id=repo_id, folder=folder, step=step, repo_ready=repo_ready, revision=revision,
+                           branch_ready=branch_ready, token=token) from err
+    shutil.rmtree(folder, ignore_errors=True)
     logger.info("pushed %s to %s (commit %s)", type(model).__name__, repo_id, commit.oid)
     return commit
 
