@@ -31,13 +31,30 @@ def backbone_config_dict(name: str) -> dict[str, Any]:
     from .safety import check_backbone_name
 
     check_backbone_name(name)
+    if os.path.isdir(name) and not os.path.isfile(os.path.join(name, "config.json")):
+        raise ValueError(
+            f"backbone folder {name!r} has no config.json, so it is not a transformers model; give a folder written "
+            "by `save_pretrained`, a Hub model id or a timm model name"
+        )
     try:
         config = AutoConfig.from_pretrained(name, trust_remote_code=False)  # never a repo's own code, never a prompt
     except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
-            f"backbone {name!r} is neither a timm model name nor a loadable transformers model id/path: {err}"
+            f"backbone {name!r} is neither a timm model name nor a loadable transformers model id/path "
+            f"({first_line}){_close_timm_names(name)}"
         ) from err
     return config.to_dict()
+
+
+def _close_timm_names(name: str) -> str:
+    """``"; did you mean ..."`` with the closest timm architecture names, for typos."""
+    import difflib
+
+    import timm
+
+    close = difflib.get_close_matches(name.split("/")[-1], timm.list_models(), n=3, cutoff=0.8)
+    return f"; did you mean {', '.join(repr(c) for c in close)}? (`timm.list_models()` lists them)" if close else ""
 
 
 class Backbone(nn.Module):
@@ -54,8 +71,13 @@ class Backbone(nn.Module):
             if name.startswith("hf-hub:"):
                 raise ValueError("give the timm architecture name as `backbone`; hf-hub ids load via `weights`")
             if not timm.is_model(name):
-                raise ValueError(f"backbone {name!r} is not a timm model name (see `timm.list_models()`)")
-            self.model = timm.create_model(name, pretrained=False, num_classes=0, **config.backbone_kwargs)
+                raise ValueError(f"backbone {name!r} is not a timm model name{_close_timm_names(name)}")
+            try:
+                self.model = timm.create_model(name, pretrained=False, num_classes=0, **config.backbone_kwargs)
+            except TypeError as err:  # an unknown keyword deep inside the timm model class
+                raise ValueError(
+                    f"backbone_kwargs {config.backbone_kwargs} are not accepted by timm model {name!r}: {err}"
+                ) from err
             self.num_features = int(self.model.num_features)
             self._input_names: tuple[str, ...] = ("pixel_values",)
         else:

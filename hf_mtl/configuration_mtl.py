@@ -53,6 +53,14 @@ class MultiTaskConfig(PretrainedConfig):
             )
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+        if self.backbone is not None and not isinstance(self.backbone, str):
+            raise ValueError(f"backbone must be a timm model name or a transformers id/path, got {self.backbone!r}")
+        if self.backbone_kwargs is not None and not isinstance(self.backbone_kwargs, dict):
+            raise ValueError(
+                f"backbone_kwargs must be a mapping of timm.create_model arguments, got {self.backbone_kwargs!r}"
+            )
+        if self.tasks is not None and not isinstance(self.tasks, (list, tuple)):
+            raise ValueError(f"tasks must be a list of task specs (mappings: name, type, labels), got {self.tasks!r}")
         self.backbone_kwargs = dict(self.backbone_kwargs or {})
         self.set_tasks([TaskSpec.from_dict(task) for task in (self.tasks or [])])
         check_config_safety(self, kwargs)  # no code, file or URL named by a config is ever used (hf_mtl.safety)

@@ -52,6 +52,53 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
                 if isinstance(layer, nn.Linear):
                     layer.reset_parameters()
 
+    @staticmethod
+    def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, *args: Any, **kwargs: Any):
+        """Load like transformers, then refuse a checkpoint whose heads do not match the config's tasks.
+
+        transformers would print a generic size-mismatch report, or silently give a task random head weights; a task
+        set or label count that differs from ``config.json`` is an error naming the task and both shapes instead.
+        ``from_pretrained(..., ignore_mismatched_sizes=True)`` keeps transformers' behaviour (re-initialised heads).
+        """
+        info, offload_index = PreTrainedModel._load_pretrained_model(
+            model, state_dict, checkpoint_files, load_config, *args, **kwargs
+        )
+        if not getattr(load_config, "ignore_mismatched_sizes", False):
+            check_loaded_heads(model, info, getattr(load_config, "pretrained_model_name_or_path", None))
+        return info, offload_index
+
+
+def check_loaded_heads(model: nn.Module, info: Any, source: Any = None) -> None:
+    """Raise when loaded weights and the config disagree on the task heads (``info``: transformers' loading report)."""
+    source = f"checkpoint {os.fspath(source)!r}" if source else "the checkpoint"
+    prefix = "heads."
+
+    def task_of(key: str) -> str | None:
+        key = key.removeprefix(f"{model.base_model_prefix}.")
+        return key[len(prefix):].split(".")[0] if key.startswith(prefix) else None
+
+    for key, saved, expected in sorted(info.mismatched_keys, key=lambda item: item[0]):
+        task = task_of(key)
+        where = f"task {task!r}: head tensor {key!r}" if task else f"backbone tensor {key!r}"
+        raise ValueError(
+            f"{source} does not match config.json: {where} has shape {tuple(saved)} in the weights but "
+            f"{tuple(expected)} in the config (was the label list or head spec changed after saving?). Restore the "
+            "saved config, or change tasks after loading with model.replace_task / add_task, or pass "
+            "ignore_mismatched_sizes=True to re-initialise the mismatched tensors"
+        )
+    missing = sorted({task_of(k) for k in info.missing_keys} - {None})
+    if missing:
+        raise ValueError(
+            f"{source} has no head weights for tasks {missing} that config.json lists; load the saved config "
+            "unchanged and add new tasks afterwards with model.add_task (which starts their heads fresh on purpose)"
+        )
+    unexpected = sorted({task_of(k) for k in info.unexpected_keys} - {None})
+    if unexpected:
+        raise ValueError(
+            f"{source} holds head weights for tasks {unexpected} that config.json does not list; load the saved "
+            "config unchanged and drop tasks afterwards with model.remove_task"
+        )
+
 
 class MultiTaskModel(MultiTaskPreTrainedModel):
     """A shared backbone and one head per task; `forward` returns a [`MultiTaskOutput`]."""

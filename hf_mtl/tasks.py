@@ -76,7 +76,8 @@ class TaskSpec:
                 raise ValueError(f"{where}: duplicate label names {duplicates}")
         if self.num_outputs is not None and not _is_int(self.num_outputs):
             raise ValueError(f"{where}: num_outputs must be an integer, got {self.num_outputs!r}")
-        if not isinstance(self.hidden_sizes, (list, tuple)) or not all(_is_int(h) and h > 0 for h in self.hidden_sizes):
+        sizes = self.hidden_sizes
+        if not isinstance(sizes, (list, tuple)) or not all(_is_int(h) and h > 0 for h in sizes):
             raise ValueError(
                 f"{where}: hidden_sizes must be a list of positive integers (e.g. [256]), got {self.hidden_sizes!r}"
             )
@@ -139,8 +140,10 @@ class TaskSpec:
             raise ValueError(f"task {data.get('name', '?')!r}: unknown keys {unknown}; known keys are {sorted(known)}")
         absent = [key for key in ("name", "type") if key not in data]
         if absent:
-            raise ValueError(f"task {data.get('name', '?')!r}: missing required keys {absent} (every task needs a name "
-                             f"and a type: one of {sorted(TASK_TYPES)})")
+            raise ValueError(
+                f"task {data.get('name', '?')!r}: missing required keys {absent} (every task needs a name and a type: "
+                f"one of {sorted(TASK_TYPES)})"
+            )
         return cls(**data)
 
 
