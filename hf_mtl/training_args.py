@@ -120,6 +120,16 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=0.025,
         metadata={"help": "Learning rate of learnable task weights (uncertainty, gradnorm); follows the LR schedule."},
     )
+    # -- numerical safety (hf_mtl.nonfinite) --------------------------------------------------------------------------
+    nonfinite_policy: str = field(
+        default="stop",
+        metadata={
+            "help": "What a NaN/inf in an input, a label, a task loss or the gradients does: `stop` (raise a "
+            "FloatingPointError naming the step and the task/input; the bad update is not applied), `skip` (skip that "
+            "optimizer step, warn, and log the count as `nonfinite_skipped_steps`) or `off` (stock Trainer: the update "
+            "is applied). NaN labels mean 'missing' and are never an error."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.use_cpu and multi_process_without_accelerator():
@@ -131,6 +141,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
 
         if self.task_balancing not in BALANCERS:  # fail at argument parsing, not after the model is built
             raise ValueError(f"unknown task_balancing {self.task_balancing!r}; choose one of {sorted(BALANCERS)}")
+        from .nonfinite import NONFINITE_POLICIES
+
+        if self.nonfinite_policy not in NONFINITE_POLICIES:
+            raise ValueError(f"unknown nonfinite_policy {self.nonfinite_policy!r}; choose one of {list(NONFINITE_POLICIES)}")
         if isinstance(self.task_balancing_kwargs, str):
             import json
 
