@@ -14,6 +14,13 @@
   a file or the network are few and named (``checkpoint_path``, ``pretrained``, ``pretrained_cfg[_overlay]``,
   ``cache_dir``). Any key containing one of :data:`DENIED_KWARG_FRAGMENTS` is refused, so a future ``*_path`` /
   ``*_url`` / ``*_file`` argument is refused too, and so is any string value that is a URL or a timm/Hub location.
+
+What hf_mtl leaves to its libraries, checked (tests/test_security.py): Trainer checkpoints keep the stock format
+(``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``, ``scaler.pt`` written with ``torch.save``); transformers 5.24
+reads each of them on resume with ``torch.load(weights_only=True)`` (and refuses torch < 2.6), so a tampered checkpoint
+is refused, not run. The pickled ``training_args.bin`` is never read back by the Trainer; ``MultiTaskTrainer._save``
+writes ``training_args.json`` instead. timm 1.0 (``checkpoint_path``, pretrained files) and PEFT 0.21 (``adapter_model
+.bin``) also load PyTorch files with ``weights_only=True``.
 """
 
 from __future__ import annotations
