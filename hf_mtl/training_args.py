@@ -127,7 +127,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
             "help": "What a NaN/inf in an input, a label, a task loss or the gradients does: `stop` (raise a "
             "FloatingPointError naming the step and the task/input; the bad update is not applied), `skip` (skip that "
             "optimizer step, warn, and log the count as `nonfinite_skipped_steps`) or `off` (stock Trainer: the update "
-            "is applied). NaN labels mean 'missing' and are never an error."
+            "is applied). NaN labels mean 'missing' and are never an error.",
+            "choices": ["stop", "skip", "off"],
         },
     )
 
