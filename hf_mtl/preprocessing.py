@@ -254,7 +254,7 @@ def build_processor(
     model = None
     if isinstance(config_or_model, (str, os.PathLike)):
         folder = Path(config_or_model)
-        config = AutoConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
         if source is None and folder.is_dir() and _holds_processor(folder):
             source = folder
     elif hasattr(config_or_model, "config") and hasattr(config_or_model, "backbone"):
@@ -277,7 +277,8 @@ def build_processor(
     kind = _input_kind(config)
     loader = {"text": AutoTokenizer, "image": AutoImageProcessor, "audio": AutoFeatureExtractor}[kind]
     try:
-        return loader.from_pretrained(source)
+        # never a repo's own processor code (auto_map), and never transformers' stdin prompt asking to run it
+        return loader.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise ValueError(
             f"cannot load the {kind} processor ({loader.__name__}) of backbone {config.backbone!r} from {source!r}: "

@@ -139,7 +139,8 @@ def _calls(tree: ast.AST):
 
 
 def test_package_never_unpickles_imports_or_evaluates_code() -> None:
-    """Every ``torch.load`` passes ``weights_only=True``; no pickle/marshal loads, eval, exec, dynamic imports."""
+    """Every ``torch.load`` passes ``weights_only=True``, every ``Auto*.from_pretrained`` ``trust_remote_code=False``;
+    no pickle/marshal loads, eval, exec, dynamic imports."""
     problems = []
     torch_loads = 0
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -162,6 +163,12 @@ def test_package_never_unpickles_imports_or_evaluates_code() -> None:
                     problems.append(f"{where}: trust_remote_code=True")
                 if keyword.arg == "weights_only" and getattr(keyword.value, "value", None) is False:
                     problems.append(f"{where}: weights_only=False")
+            auto = owner is not None and (owner.startswith("Auto") or owner == "loader")
+            if name == "from_pretrained" and auto:
+                explicit = [k for k in node.keywords if k.arg == "trust_remote_code"]
+                if not explicit or getattr(explicit[0].value, "value", None) is not False:
+                    # unset, transformers asks on stdin whether to run a repo's code: a piped "y" would run it
+                    problems.append(f"{where}: {owner}.from_pretrained without trust_remote_code=False")
     assert problems == []
     assert torch_loads >= 1  # the scan sees hf_mtl.safety.read_weights_file
 
@@ -442,3 +449,41 @@ def test_failed_pushes_name_no_token(local_hub: LocalHubHandle, tmp_path: Path, 
     assert not list(out.glob("checkpoint-*"))
     for secret in (read_token, local_hub.token):
         assert _leaks(secret, [tmp_path], exclude=_token_file(local_hub)) == []
+
+
+def test_processor_files_asking_for_remote_code_run_nothing_even_when_stdin_says_yes(tmp_path: Path) -> None:
+    """A tokenizer_config.json with ``auto_map``: with a known ``tokenizer_class`` the model loads and predicts with
+    transformers' own tokenizer; with only repo code for it, loading fails clearly. transformers would ask on stdin
+    whether to run the repo's code when ``trust_remote_code`` is unset; hf_mtl always passes False, so the ``y`` piped
+    in here is never read and no code runs."""
+    from tests.test_pipeline import tiny_tokenizer
+
+    marker = tmp_path / "CODE_RAN"
+    folders = {}
+    for case, tokenizer_class in (("known", None), ("remote_only", "EvilTokenizer")):
+        folder = folders[case] = tmp_path / case
+        bert_model().save_pretrained(folder)
+        tiny_tokenizer().save_pretrained(folder)
+        evil_module(folder, "evil_tok", marker)
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        config["auto_map"] = {"AutoTokenizer": ["evil_tok.Evil", None]}
+        config["tokenizer_class"] = tokenizer_class or config["tokenizer_class"]
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    script = textwrap.dedent(f"""
+        import hf_mtl
+        model = hf_mtl.MultiTaskModel.from_pretrained({str(folders["known"])!r})
+        print(sorted(model.predict(["hello world"])[0]))
+        try:
+            hf_mtl.MultiTaskModel.from_pretrained({str(folders["remote_only"])!r}).predict(["hello world"])
+        except ValueError as err:
+            print("REFUSED", err)
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                            cwd=tmp_path, input="y\ny\ny\n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "['flag', 'kind', 'score', 'tags']" in result.stdout
+    refused = result.stdout.split("REFUSED", 1)[1]
+    assert "custom code" in refused and str(folders["remote_only"]) in refused
+    assert "Do you wish to run the custom code" not in result.stdout + result.stderr  # no prompt was shown
+    assert not marker.exists(), "repo code ran"

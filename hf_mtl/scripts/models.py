@@ -62,7 +62,7 @@ def resolve_backbone(name: str, library: str | None = None) -> tuple[str, str]:
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(name)
+        AutoConfig.from_pretrained(name, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise RecipeError(
             f"recipe: `backbone` {name!r} is neither a timm model name, a local transformers folder, a packaged model "
