@@ -42,6 +42,9 @@ DENIED_KWARG_FRAGMENTS = ("pretrained", "checkpoint", "path", "file", "url", "ca
 LOCATION_PREFIXES = ("hf-hub:", "local-dir:", "timm/", "file:", "http:", "https:")
 """String values that timm or the Hub client would resolve to something to fetch or read."""
 
+HUB_TOKEN_PATTERN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
+"""The shape of a Hugging Face access token (``hf_`` and 34 letters/digits today)."""
+
 SAFE_WEIGHTS_NAMES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
@@ -238,3 +241,15 @@ def read_weights_file(path: str) -> Any:
             f"refused to load {path!r}: it is a pickle that holds more than tensors (objects or code to run), and "
             f"hf_mtl never unpickles those{f' ({detail.strip()})' if detail else ''}. Use a safetensors file."
         ) from err
+
+
+# ------------------------------------------------------------------------------------------------------------- tokens
+def redact_secrets(text: str, *secrets: str | None) -> str:
+    """``text`` without the Hub token huggingface_hub would use (``HF_TOKEN`` or the login), without ``secrets`` and
+    without anything shaped like a Hub token: for messages that quote user input or a failed request."""
+    from huggingface_hub import get_token
+
+    for secret in {*secrets, get_token()}:
+        if isinstance(secret, str) and len(secret) >= 8:
+            text = text.replace(secret, "***")
+    return HUB_TOKEN_PATTERN.sub("hf_***", text)

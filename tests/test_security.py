@@ -487,3 +487,36 @@ def test_processor_files_asking_for_remote_code_run_nothing_even_when_stdin_says
     assert "custom code" in refused and str(folders["remote_only"]) in refused
     assert "Do you wish to run the custom code" not in result.stdout + result.stderr  # no prompt was shown
     assert not marker.exists(), "repo code ran"
+
+
+FAKE_TOKEN = "hf_" + "Zq7" * 11 + "x"  # shaped like a real Hub token (hf_ + 34 letters/digits), valid nowhere
+
+
+@pytest.mark.parametrize(
+    ("overrides", "recipe_token", "names"),
+    [
+        (["--push_to_hub", FAKE_TOKEN], None, "'push_to_hub' must be bool"),  # `--hub_token` forgotten
+        ([FAKE_TOKEN], None, "cannot read command-line override"),
+        (["--push_to_hub", "ENV_TOKEN"], None, "'push_to_hub' must be bool"),  # the HF_TOKEN value, any shape
+        ([], 123456789012, "'hub_token' must be str or null"),  # a wrong type in the YAML: the value stays hidden
+    ],
+    ids=["misplaced-token", "bare-token", "env-token", "yaml-hub_token"],
+)
+def test_recipe_errors_never_quote_a_token(
+    overrides: list[str], recipe_token, names: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture,
+) -> None:
+    from hf_mtl.cli import main
+
+    env_token = "hf_env_token_of_any_shape"
+    monkeypatch.setenv("HF_TOKEN", env_token)
+    recipe = {"backbone": TIMM_BACKBONE, "tasks": MIXED_TASKS, "output_dir": str(tmp_path / "out")}
+    if recipe_token is not None:
+        recipe["hub_token"] = recipe_token
+    path = write_recipe(tmp_path / "recipe.yaml", recipe)
+    overrides = [env_token if word == "ENV_TOKEN" else word for word in overrides]
+    assert main(["train", str(path), *overrides]) == 2
+    out, err = capfd.readouterr()
+    assert names in err
+    for secret in (FAKE_TOKEN, env_token, str(recipe_token)):
+        assert secret not in out + err

@@ -25,7 +25,15 @@ from ..training_args import MultiTaskTrainingArguments
 
 
 class RecipeError(ValueError):
-    """A recipe (YAML file or override) that cannot run; the message names the key or path and what is wrong."""
+    """A recipe (YAML file or override) that cannot run; the message names the key or path and what is wrong.
+
+    Messages quote what the user wrote, so a Hub token in it (e.g. `--push_to_hub hf_...` missing `--hub_token`) is
+    redacted: the error goes to the terminal and CI logs."""
+
+    def __init__(self, message: str) -> None:
+        from ..safety import redact_secrets
+
+        super().__init__(redact_secrets(str(message)))
 
 
 @dataclass
@@ -302,8 +310,9 @@ def check_values(values: dict[str, Any], source: str, from_text: bool = False) -
         try:
             checked[key] = _coerce(value, annotation, from_text)
         except _Mismatch:
+            shown = "a value (hidden: it is a secret)" if key.endswith("_token") else repr(value)
             raise RecipeError(
-                f"{source}: key {key!r} must be {_describe(annotation)}, got {value!r} ({type(value).__name__})"
+                f"{source}: key {key!r} must be {_describe(annotation)}, got {shown} ({type(value).__name__})"
             ) from None
     return checked
 
