@@ -101,14 +101,14 @@ def test_skip_skips_exactly_the_poisoned_steps_and_trains_the_others(tmp_path, c
     trainer, snapshots = _train(tmp_path, "skip", "nan_pixels", epochs=2, per_device_train_batch_size=2,
                                 gradient_accumulation_steps=2)
     with caplog.at_level("WARNING", logger="hf_mtl.nonfinite"):
-        trainer.train()
-    assert trainer.state.global_step == 6
+        metrics = trainer.train().metrics
+    assert trainer.state.global_step == 6 and metrics["nonfinite_skipped_steps"] == 2
     assert trainer.nonfinite_guard.skipped_steps == [2, 5]
     warnings = [r.getMessage() for r in caplog.records if "skipped this optimizer step" in r.getMessage()]
     assert len(warnings) == 2 and "optimizer step 2 (during epoch 1;" in warnings[0], warnings
     assert "optimizer step 5 (during epoch 2;" in warnings[1] and "input 'pixel_values'" in warnings[1], warnings
     counts = {e["step"]: e["nonfinite_skipped_steps"] for e in trainer.state.log_history if "nonfinite_skipped_steps" in e}
-    assert counts == {1: 0, 2: 1, 3: 1, 4: 1, 5: 2, 6: 2}
+    assert counts == {1: 0, 2: 1, 3: 1, 4: 1, 5: 2, 6: 2}  # the last entry repeats step 6: the final train metrics
     assert all(math.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)
     assert all(math.isfinite(v) for e in trainer.state.log_history for k, v in e.items() if k.startswith("loss_"))
     assert _all_finite(trainer.model)
