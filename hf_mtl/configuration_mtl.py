@@ -69,6 +69,18 @@ class MultiTaskConfig(PretrainedConfig):
             self.hf_mtl_version = _version()
         super().__post_init__(**kwargs)
 
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> MultiTaskConfig:
+        """A config.json of another model type (e.g. a plain backbone folder) is an error, not an empty model."""
+        model_type = config_dict.get("model_type")
+        if model_type not in (None, cls.model_type):
+            raise ValueError(
+                f"this config.json describes a {model_type!r} model, not an hf_mtl multi-task model (model_type "
+                f"{cls.model_type!r}). To put task heads on that model use MultiTaskModel.from_backbone(<its folder or "
+                "id>, tasks=[...]); to load a trained multi-task model, give the folder its save_pretrained wrote"
+            )
+        return super().from_dict(config_dict, **kwargs)
+
     def _check_version(self) -> None:
         """A config written by a newer major.minor hf_mtl may use fields this one does not know: say so up front."""
         if self.hf_mtl_version is None:

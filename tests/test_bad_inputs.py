@@ -73,6 +73,7 @@ an error naming the file (case ``data-image-truncated``).
 | load-head-missing | loading | config.json task without head weights | ValueError |
 | load-head-extra | loading | weights of a task config.json lacks | ValueError |
 | load-no-weights | loading | a folder with config.json only | UnsafeWeightsError (OSError) |
+| load-not-a-multitask-model | loading | a plain BERT folder given as a multi-task model | ValueError |
 | load-config-newer-version | loading | config.json from hf_mtl 99.0 | ValueError |
 | recipe-unknown-key | recipe | `learning_rat:` | RecipeError |
 | recipe-wrong-type | recipe | `max_steps: ten` | RecipeError |
@@ -81,6 +82,8 @@ an error naming the file (case ``data-image-truncated``).
 | recipe-bad-task | recipe | `tasks[0]` of unknown type | RecipeError |
 | recipe-train-file-missing | recipe | `train_file` that does not exist | RecipeError |
 | recipe-backbone-unresolvable | recipe | `backbone` typo | RecipeError |
+| recipe-eval-split-empty | recipe | `max_eval_samples: 0` (an empty eval split) | RecipeError |
+| recipe-empty-text | recipe | an empty text in the data | RecipeError |
 | recipe-corrupt-image | recipe | a corrupt image file in the data | RecipeError |
 | hub-repo-not-found | Hub | from_pretrained of a repo that does not exist | OSError |
 | hub-revision-not-found | Hub | from_pretrained at a revision that does not exist | OSError |
@@ -117,10 +120,20 @@ from hf_mtl import (
     validate_inputs,
     validate_labels,
 )
-from hf_mtl.scripts.arguments import RecipeError, parse_recipe
+from hf_mtl.scripts.arguments import DataArguments, RecipeError, parse_recipe
+from hf_mtl.scripts.recipe_data import check_inputs, check_labels
 from tests.recipe_helpers import tiny_recipe, write_image_dataset, write_recipe
 from tests.test_pipeline import tiny_tokenizer
-from tests.tiny_models import IMAGE_SIZE, MIXED_TASKS, TIMM_BACKBONE, bert_model, images, synthetic_rows, timm_model
+from tests.tiny_models import (
+    IMAGE_SIZE,
+    MIXED_TASKS,
+    TIMM_BACKBONE,
+    bert_model,
+    images,
+    synthetic_rows,
+    timm_model,
+    tiny_bert_config,
+)
 
 
 @dataclass
@@ -238,6 +251,13 @@ def saved_model_with(ctx: Context, edit: Callable[[dict], None]) -> Path:
 def saved_config_only(ctx: Context) -> Path:
     timm_model().config.save_pretrained(ctx.tmp / "cfg")
     return ctx.tmp / "cfg"
+
+
+def saved_bert(ctx: Context) -> Path:
+    from transformers import BertModel
+
+    BertModel(tiny_bert_config()).save_pretrained(ctx.tmp / "bert")
+    return ctx.tmp / "bert"
 
 
 def set_labels(data: dict, labels: list[str]) -> None:
@@ -407,6 +427,8 @@ CASES: list[BadInput] = [
     BadInput("load-no-weights", "loading",
              lambda c: MultiTaskModel.from_pretrained(saved_config_only(c)),
              OSError, ("model.safetensors", "cfg")),
+    BadInput("load-not-a-multitask-model", "loading", lambda c: MultiTaskModel.from_pretrained(saved_bert(c)),
+             ValueError, ("describes a 'bert' model", "not an hf_mtl multi-task model", "from_backbone")),
     BadInput("load-config-newer-version", "loading",
              lambda c: MultiTaskModel.from_pretrained(saved_model_with(c, lambda d: d.update(hf_mtl_version="99.0"))),
              ValueError, ("hf_mtl 99.0", "newer than the installed", "pip install -U hf-mtl")),
@@ -432,6 +454,14 @@ CASES: list[BadInput] = [
              lambda c: parse_recipe({"backbone": "test_efficientnt", "backbone_library": "timm", "tasks": MIXED_TASKS,
                                      "dataset": "fashion_grid"}),
              RecipeError, ("`backbone` 'test_efficientnt'", "not a timm model name", "test_efficientnet")),
+    BadInput("recipe-eval-split-empty", "recipe",
+             lambda c: check_labels(datasets.Dataset.from_list(label_rows(2)).select([]), timm_model().task_specs,
+                                    DataArguments(dataset="json"), "eval"),
+             RecipeError, ("eval data", "empty (0 rows)", "max_eval_samples")),
+    BadInput("recipe-empty-text", "recipe",
+             lambda c: check_inputs(datasets.Dataset.from_dict({"text": ["the cat", ""]}), "text", "text",
+                                    DataArguments(dataset="json"), "train"),
+             RecipeError, ("train data", "column 'text', row 1", "empty", "allow_empty_text: true")),
     BadInput("recipe-corrupt-image", "recipe", lambda c: recipe_run(c), RecipeError,
              ("data", "column 'image'", "5.png", "not an image")),
     # -- the Hub (loopback server)
