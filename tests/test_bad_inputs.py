@@ -11,6 +11,10 @@ images for a missing file or an unreadable header), so no step runs and no check
 header is valid but whose data is corrupt gets past that cheap check; it fails at the first batch that reads it, with
 an error naming the file (case ``data-image-truncated``).
 
+Unsafe inputs are in ``tests/test_security.py``, not here: a folder or Hub repo holding only pickled weights, a timm
+weights file with a pickle payload, remote-code keys (``auto_map``) in a config, a backbone given as an import string,
+``backbone_kwargs`` that would make timm read files, a head activation outside the registry.
+
 | id | where | bad input | error |
 |---|---|---|---|
 | config-task-name-empty | config | task name `""` | ValueError |
@@ -87,6 +91,7 @@ an error naming the file (case ``data-image-truncated``).
 | recipe-corrupt-image | recipe | a corrupt image file in the data | RecipeError |
 | hub-repo-not-found | Hub | from_pretrained of a repo that does not exist | OSError |
 | hub-revision-not-found | Hub | from_pretrained at a revision that does not exist | OSError |
+| hub-private-repo-without-token | Hub | from_pretrained of a private repo without a token | OSError |
 | hub-push-no-permission | Hub | push with a read-only token | PushToHubError (RuntimeError) |
 | hub-push-invalid-token | Hub | push with an unknown token | PushToHubError (RuntimeError) |
 """
@@ -272,9 +277,9 @@ def recipe_run(ctx: Context, **overrides: Any) -> None:
     main([str(write_recipe(ctx.tmp / "recipe.yaml", tiny_recipe(data, ctx.tmp / "out", **overrides)))])
 
 
-def pushed(ctx: Context) -> str:
+def pushed(ctx: Context, private: bool = False) -> str:
     repo = ctx.hub.repo_id("bad-inputs")
-    timm_model().push_to_hub(repo, token=ctx.hub.token)
+    timm_model().push_to_hub(repo, token=ctx.hub.token, private=private)
     return repo
 
 
@@ -469,6 +474,9 @@ CASES: list[BadInput] = [
              ("hf-mtl-tester/nope", "not a valid model identifier", "token"), needs_hub=True),
     BadInput("hub-revision-not-found", "Hub", lambda c: MultiTaskModel.from_pretrained(pushed(c), revision="v9"),
              OSError, ("v9", "not a valid git identifier", "available revisions"), needs_hub=True),
+    BadInput("hub-private-repo-without-token", "Hub",
+             lambda c: MultiTaskModel.from_pretrained(pushed(c, private=True), token=False), OSError,
+             ("hf-mtl-tester/bad-inputs", "private repository", "token"), needs_hub=True),
     BadInput("hub-push-no-permission", "Hub",
              lambda c: timm_model().push_to_hub(c.hub.repo_id("other"), token=c.hub.read_token),
              RuntimeError, ("hf-mtl-tester/other", "403", "rights", "token", "Nothing is lost"), needs_hub=True),
