@@ -176,6 +176,10 @@ def test_cli_resume_true_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert cli_main(["train", str(recipe), "--resume_from_checkpoint", "true"]) == 2
     err = capsys.readouterr().err
     assert "error: resume_from_checkpoint='true': no complete checkpoint" in err and "Traceback" not in err
+    # the same from a YAML `resume_from_checkpoint: true` (a bool there)
+    recipe = write_recipe(tmp_path / "r2.yaml", tiny_recipe(data, tmp_path / "empty", resume_from_checkpoint=True))
+    assert cli_main(["train", str(recipe)]) == 2
+    assert "error: resume_from_checkpoint='true': no complete checkpoint" in capsys.readouterr().err
 
 
 def test_atomic_checkpoints_keep_rotation_and_best_model(tmp_path):
@@ -323,6 +327,31 @@ def test_push_commit_timeout_says_the_commit_state_is_unknown(local_hub, model):
         time.sleep(0.2)
     model.push_to_hub(repo_id)  # the retry is harmless either way
     assert EXPECTED_FILES <= set(hub.list_files(repo_id))
+
+
+def test_trainer_push_failure_names_output_dir_and_a_retry_succeeds(local_hub, model, tmp_path):
+    from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments
+    from hf_mtl.hub import PushToHubError
+    from tests.tiny_models import synthetic_rows
+
+    repo_id, out = local_hub.repo_id("trainer-commit-500"), tmp_path / "run"
+    args = MultiTaskTrainingArguments(output_dir=str(out), max_steps=1, per_device_train_batch_size=4, report_to=[],
+                                      save_strategy="steps", save_steps=1, use_cpu=True, disable_tqdm=True,
+                                      hub_model_id=repo_id)
+    trainer = MultiTaskTrainer(model=model, args=args, train_dataset=synthetic_rows(4, seed=2))
+    trainer.train()
+    local_hub.server.fail_next("/commit/", 500, count=None)
+    with pytest.raises(PushToHubError) as info:
+        trainer.push_to_hub()
+    err = info.value
+    assert err.folder == str(out) and err.repo_ready and err.committed is False
+    assert EXPECTED_FILES <= set(err.files) and not [f for f in err.files if f.startswith("checkpoint-")]
+    assert "trainer.push_to_hub() again" in str(err) and "--exclude 'checkpoint-*'" in str(err)
+    assert local_hub.token not in str(err) and (out / "model.safetensors").is_file()
+
+    local_hub.server.clear_faults()
+    trainer.push_to_hub()
+    assert EXPECTED_FILES <= set(local_hub.server.list_files(repo_id))
 
 
 def test_cli_push_failure_is_a_clear_message_with_exit_1(local_hub, model, tmp_path, capsys):

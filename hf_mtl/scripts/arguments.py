@@ -307,6 +307,8 @@ def check_values(values: dict[str, Any], source: str, from_text: bool = False) -
                 "ScriptArguments and MultiTaskTrainingArguments; `hf-mtl train --help` lists them)"
             )
         _, _, annotation = known[key]
+        if key == "resume_from_checkpoint" and isinstance(value, bool):  # YAML `true`: the last complete checkpoint
+            value = str(value).lower()
         try:
             checked[key] = _coerce(value, annotation, from_text)
         except _Mismatch:
