@@ -271,6 +271,11 @@ def validate_labels(
     are not decoded). Returns the number of present labels per task; a task with none is logged as a warning, since
     its head would never train.
     """
+    names = [spec.name for spec in tasks]
+    for argument, mapping in (("label_columns", label_columns), ("known_label_columns", known_label_columns)):
+        unknown = sorted(set(mapping or {}) - set(names))
+        if unknown:
+            raise ValueError(f"{argument} maps tasks {unknown} that the model does not have (its tasks: {names})")
     if hasattr(dataset, "__len__") and len(dataset) == 0:
         raise ValueError(
             "the dataset is empty (0 rows): there is nothing to train or evaluate on; check the split name, the "

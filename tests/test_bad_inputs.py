@@ -48,6 +48,7 @@ weights file with a pickle payload, remote-code keys (``auto_map``) in a config,
 | config-backbone-folder-not-a-model | config | a folder without config.json | ValueError |
 | config-backbone-kwargs-unknown | config | `backbone_kwargs: {in_chanz: 1}` | ValueError |
 | data-label-column-missing | data | train rows without the `score` column | ValueError |
+| data-label-columns-unknown-task | data | `label_columns={"knd": ...}` (a task name typo) | ValueError |
 | data-multilabel-wrong-length | data | 2 values for 3 labels | ValueError |
 | data-multilabel-value-not-binary | data | multilabel value `2` | ValueError |
 | data-multilabel-unknown-name | data | label name `"q"` | ValueError |
@@ -353,6 +354,10 @@ CASES: list[BadInput] = [
     BadInput("data-label-column-missing", "data",
              lambda c: train_on(c, [{k: v for k, v in r.items() if k != "score"} for r in synthetic_rows(4)]),
              ValueError, ("train_dataset", "task 'score'", "no label column 'score'", "label_columns")),
+    BadInput("data-label-columns-unknown-task", "data",
+             lambda c: train_on(c, synthetic_rows(4), data_collator=MultiTaskDataCollator(
+                 timm_model().task_specs, label_columns={"knd": "category"})),
+             ValueError, ("train_dataset", "label_columns", "['knd']", "'kind'")),
     BadInput("data-multilabel-wrong-length", "data", lambda c: train_on(c, rows_with(tags=[1, 0])), ValueError,
              ("task 'tags'", "column 'tags', row 3", "2 entries", "3 labels")),
     BadInput("data-multilabel-value-not-binary", "data", lambda c: train_on(c, rows_with(tags=[1, 2, 0])),
