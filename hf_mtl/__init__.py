@@ -5,8 +5,10 @@ __version__ = "0.1.0"
 from transformers import AutoConfig, AutoModel
 
 from .balancing import apply_pos_weight, build_balancer, compute_pos_weight
+from .checkpointing import last_complete_checkpoint
 from .configuration_mtl import MultiTaskConfig
 from .data import MultiTaskDataCollator, mix_datasets, task_specs_from_features, validate_inputs, validate_labels
+from .hub import PushToHubError
 from .losses import count_present_labels, multitask_loss
 from .modeling_mtl import MultiTaskModel, MultiTaskOutput
 from .pipeline import PIPELINE_TASK, MultiTaskClassificationPipeline, register_pipeline
@@ -50,4 +52,6 @@ __all__ = [
     "compute_pos_weight",
     "count_present_labels",
     "multitask_loss",
+    "last_complete_checkpoint",
+    "PushToHubError",
 ]
