@@ -122,6 +122,15 @@ def test_skip_skips_exactly_the_poisoned_steps_and_trains_the_others(tmp_path, c
     assert adam_steps == {4}
 
 
+def test_skipped_step_count_survives_a_resume(tmp_path):
+    first, _ = _train(tmp_path, "skip", "nan_pixels", max_steps=3, save_strategy="steps", save_steps=3)
+    assert first.train().metrics["nonfinite_skipped_steps"] == 1
+    resumed, _ = _train(tmp_path, "skip", "nan_pixels", max_steps=6, save_strategy="no")
+    metrics = resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3")).metrics
+    assert resumed.nonfinite_guard.skipped_steps == [5] and metrics["nonfinite_skipped_steps"] == 2
+    assert _all_finite(resumed.model)
+
+
 def test_off_keeps_the_stock_behaviour_which_corrupts_the_weights(tmp_path):
     trainer, _ = _train(tmp_path, "off", "nan_pixels")
     trainer.train()
