@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines", "trust_remote_code")
 """Config keys through which transformers would import code from a repo; hf_mtl never acts on them."""
 
+IMPLEMENTATION_KEYS = ("attn_implementation", "_attn_implementation", "experts_implementation",
+                       "_experts_implementation")
+"""Config keys whose value may name a Hub kernel repo (``org/name``) that transformers would download and run."""
+
 DENIED_KWARG_FRAGMENTS = ("pretrained", "checkpoint", "path", "file", "url", "cache", "hub")
 """A ``backbone_kwargs`` key containing one of these names a file, URL or download for timm: refused."""
 
@@ -84,6 +88,7 @@ def drop_remote_code_keys(values: dict[str, Any], where: str) -> dict[str, Any]:
 def check_config_safety(config: Any, kwargs: dict[str, Any]) -> None:
     """Everything [`MultiTaskConfig`] checks on construction: called from its ``__post_init__``."""
     drop_remote_code_keys(kwargs, "MultiTaskConfig")
+    check_no_hub_kernels(kwargs, "MultiTaskConfig")
     if config.backbone:
         check_backbone_name(config.backbone)
     check_backbone_kwargs(config.backbone_kwargs or {})
@@ -156,7 +161,22 @@ def check_backbone_config(backbone_config: dict[str, Any]) -> dict[str, Any]:
             "process (transformers.CONFIG_MAPPING); hf_mtl builds only registered backbones and never imports code "
             "named by a config. Upgrade transformers if the type is new, or import the package that registers it"
         )
+    check_no_hub_kernels(backbone_config, "backbone_config")
     return drop_remote_code_keys(backbone_config, "backbone_config")
+
+
+def check_no_hub_kernels(values: Mapping[str, Any], where: str) -> None:
+    """Refuse an attention / experts implementation that names a Hub kernel repo (also in nested sub-configs):
+    transformers would download compiled code for it."""
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            check_no_hub_kernels(value, f"{where}.{key}")
+        elif key in IMPLEMENTATION_KEYS and isinstance(value, str) and ("/" in value or ":" in value):
+            raise UnsafeConfigError(
+                f"{where}: `{key}` is {value!r}, a Hub kernel repo that transformers would download and run; hf_mtl "
+                "never loads code named by a config. Use a built-in implementation ('sdpa', 'eager', "
+                "'flash_attention_2', ...)"
+            )
 
 
 # ------------------------------------------------------------------------------------------------------------ weights

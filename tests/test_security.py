@@ -163,6 +163,8 @@ def test_package_never_unpickles_imports_or_evaluates_code() -> None:
                     problems.append(f"{where}: trust_remote_code=True")
                 if keyword.arg == "weights_only" and getattr(keyword.value, "value", None) is False:
                     problems.append(f"{where}: weights_only=False")
+                if keyword.arg == "allow_pickle" and getattr(keyword.value, "value", None) is True:
+                    problems.append(f"{where}: allow_pickle=True")
             auto = owner is not None and (owner.startswith("Auto") or owner == "loader")
             if name == "from_pretrained" and auto:
                 explicit = [k for k in node.keywords if k.arg == "trust_remote_code"]
@@ -265,6 +267,24 @@ def test_backbone_kwargs_cannot_make_timm_read_files(key: str, value, tmp_path: 
         MultiTaskConfig(backbone=TIMM_BACKBONE, tasks=MIXED_TASKS, backbone_kwargs={key: value})
     with pytest.raises(UnsafeConfigError, match=f"backbone_kwargs\\[{key!r}\\]"):
         MultiTaskModel.from_pretrained(_folder_with_config(tmp_path / "m", backbone_kwargs={key: value}))
+
+
+@pytest.mark.parametrize("where", ["config.json", "backbone_config", "nested sub-config", "from_pretrained kwarg"])
+def test_attention_implementation_cannot_name_a_hub_kernel(where: str, tmp_path: Path) -> None:
+    """transformers 5 downloads and runs a compiled kernel when an attention implementation names a Hub repo."""
+    kernel = "evil-org/evil-kernel"
+    changes: dict = {"bert": True}
+    if where == "config.json":
+        changes["attn_implementation"] = kernel
+    elif where == "backbone_config":
+        changes["backbone_config_update"] = {"attn_implementation": kernel}
+    elif where == "nested sub-config":
+        changes["backbone_config_update"] = {"text_config": {"_attn_implementation": kernel}}
+    folder = _folder_with_config(tmp_path / "m", **changes)
+    kwargs = {"attn_implementation": kernel} if where == "from_pretrained kwarg" else {}
+    with pytest.raises(UnsafeConfigError, match="Hub kernel repo") as info:
+        MultiTaskModel.from_pretrained(folder, **kwargs)
+    assert repr(kernel) in str(info.value)
 
 
 def test_ordinary_backbone_kwargs_still_work() -> None:
