@@ -118,20 +118,20 @@ def check_backbone_name(name: str) -> None:
         )
 
 
-def check_backbone_kwargs(kwargs: Mapping[str, Any]) -> None:
+def check_backbone_kwargs(kwargs: Mapping[str, Any], where: str = "backbone_kwargs") -> None:
     """Refuse ``backbone_kwargs`` that would make timm read a file, a URL or a pretrained config (see module doc)."""
     for key, value in kwargs.items():
         denied = [fragment for fragment in DENIED_KWARG_FRAGMENTS if fragment in str(key).lower()]
         if denied:
             raise UnsafeConfigError(
-                f"backbone_kwargs[{key!r}] is refused: a config may not make timm load a file, URL or pretrained "
+                f"{where}[{key!r}] is refused: a config may not make timm load a file, URL or pretrained "
                 f"config ({denied[0]!r} keys are denied). Load backbone weights with `MultiTaskModel.from_backbone"
                 "(..., weights=<path or True>)` instead"
             )
         location = _find_location(value)
         if location is not None:
             raise UnsafeConfigError(
-                f"backbone_kwargs[{key!r}] holds the location {location!r}: a config may not make timm read a file "
+                f"{where}[{key!r}] holds the location {location!r}: a config may not make timm read a file "
                 "or URL"
             )
 
@@ -162,6 +162,14 @@ def check_backbone_config(backbone_config: dict[str, Any]) -> dict[str, Any]:
             "named by a config. Upgrade transformers if the type is new, or import the package that registers it"
         )
     check_no_hub_kernels(backbone_config, "backbone_config")
+    if model_type == "timm_wrapper":  # transformers' TimmWrapperModel calls timm.create_model(architecture, **model_args)
+        check_backbone_kwargs(backbone_config.get("model_args") or {}, "backbone_config.model_args")
+        architecture = str(backbone_config.get("architecture") or "")
+        if architecture.startswith(LOCATION_PREFIXES) or ":" in architecture:
+            raise UnsafeConfigError(
+                f"backbone_config: timm_wrapper architecture {architecture!r} names a location for timm to fetch; give "
+                "a timm model name"
+            )
     return drop_remote_code_keys(backbone_config, "backbone_config")
 
 

@@ -287,6 +287,27 @@ def test_attention_implementation_cannot_name_a_hub_kernel(where: str, tmp_path:
     assert repr(kernel) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("backbone_config", "message"),
+    [
+        ({"model_args": {"checkpoint_path": "{weights}"}}, "backbone_config.model_args['checkpoint_path']"),
+        ({"model_args": {"pretrained_cfg_overlay": {"file": "{weights}"}}}, "model_args['pretrained_cfg_overlay']"),
+        ({"architecture": "hf-hub:evil-org/evil"}, "names a location"),
+    ],
+)
+def test_transformers_timm_wrapper_backbone_cannot_make_timm_read_files(
+    backbone_config: dict, message: str, tmp_path: Path, marker: Path
+) -> None:
+    """transformers' TimmWrapperModel calls ``timm.create_model(architecture, **model_args)``: same rules."""
+    weights = str(evil_pickle(tmp_path / "evil.pth", marker))
+    backbone_config = json.loads(json.dumps(backbone_config).replace("{weights}", weights))
+    backbone_config = {"model_type": "timm_wrapper", "architecture": TIMM_BACKBONE, **backbone_config}
+    with pytest.raises(UnsafeConfigError) as info:
+        MultiTaskConfig(backbone="org/timm-model", backbone_library="transformers", backbone_config=backbone_config,
+                        tasks=MIXED_TASKS)
+    assert message in str(info.value)
+
+
 def test_ordinary_backbone_kwargs_still_work() -> None:
     model = timm_model(backbone_kwargs={"drop_rate": 0.1, "in_chans": 1})
     assert model.backbone.model.conv_stem.in_channels == 1
