@@ -168,6 +168,18 @@ def test_last_complete_checkpoint_skips_incomplete_and_staging_folders(tmp_path,
         resolve_resume_checkpoint(str(cut), tmp_path)
 
 
+def test_publish_replaces_an_older_checkpoint_of_the_same_step(tmp_path):
+    """A step saved again after resuming from an earlier checkpoint: the new folder replaces the old, nothing is left."""
+    from hf_mtl.checkpointing import last_complete_checkpoint, publish_checkpoint, staging_dir
+
+    old = _fake_checkpoint(tmp_path / "checkpoint-4", complete=True)
+    (old / "stale.txt").write_text("from the first run")
+    staging = _fake_checkpoint(Path(staging_dir(tmp_path, 4)), complete=True)
+    assert publish_checkpoint(str(staging), str(old)) == str(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4"]
+    assert not (old / "stale.txt").exists() and last_complete_checkpoint(tmp_path) == str(old)
+
+
 def test_cli_resume_true_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     from hf_mtl.cli import main as cli_main
 
