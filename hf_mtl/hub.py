@@ -434,6 +434,14 @@ def _failed_request_url(err: BaseException) -> str:
         return ""
 
 
+def is_hub_error(err: BaseException) -> bool:
+    """An error from talking to the Hub (HTTP error, network, timeout, offline mode), not from local work."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return isinstance(err, (HfHubHTTPError, ConnectionError, TimeoutError)) or type(err).__module__.split(".")[0] in (
+        "httpx", "httpx2", "httpcore")
+
+
 def _redact(text: str, token: str | bool | None) -> str:
     from huggingface_hub import get_token
 
@@ -454,12 +462,16 @@ def push_failure(
     branch_ready: bool | None = None,
     token: str | bool | None = None,
     retry: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> PushToHubError:
-    """The [`PushToHubError`] for ``err``, raised while doing ``step`` of a push of the files in ``folder``."""
+    """The [`PushToHubError`] for ``err``, raised while doing ``step`` of a push of the files in ``folder`` (less the
+    ``exclude`` patterns, as in ``upload_folder(ignore_patterns=...)``)."""
     from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import filter_repo_objects
 
     folder = os.fspath(folder)
-    files = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
+    files = sorted(str(p.relative_to(folder).as_posix()) for p in Path(folder).rglob("*") if p.is_file())
+    files = list(filter_repo_objects(files, ignore_patterns=list(exclude) or None))
     committing = step == "commit"
     # The server answered (an HTTP error) or was never reached: no commit. A commit request sent without an answer
     # (timeout, dropped connection) may have been applied.
@@ -476,9 +488,9 @@ def push_failure(
         lines.append(f"  - commit: none - none of the {len(files)} files of this push is on the Hub (a Hub commit is "
                      "all-or-nothing)")
     lines.append(f"Nothing is lost: the files ({', '.join(files)}) are kept in {folder}")
-    branch = f" --revision {revision}" if revision else ""
+    options = (f" --revision {revision}" if revision else "") + "".join(f" --exclude '{p}'" for p in exclude)
     lines.append("To retry once the Hub answers: " + (retry or "call push_to_hub again")
-                 + f", or upload that folder as it is: hf upload {repo_id} {folder} .{branch}")
+                 + f", or upload that folder as it is: hf upload {repo_id} {folder} .{options}")
     return PushToHubError(
         _redact("\n".join(lines), token), repo_id=repo_id, folder=folder, files=files, repo_ready=repo_ready,
         branch_ready=branch_ready, committed=committed,

@@ -41,11 +41,17 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path):
     recipe = write_recipe(
         tmp_path / "r.yaml",
         tiny_recipe(data, tmp_path / "unused", max_steps=4, freeze_policy="top_n", freeze_top_n=1,
-                    heads_only_epochs=1, max_eval_samples=8, validation_split=0.2),
+                    heads_only_epochs=1, max_eval_samples=8, validation_split=0.2, save_strategy="steps", save_steps=2),
     )
     two = _launch(2, recipe, tmp_path, "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4")
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-5000:]
     assert "parallel_mode != ParallelMode.DISTRIBUTED" not in two.stderr  # the two processes really formed one group
+    # Atomic checkpoints (hf_mtl.checkpointing): both processes wrote their RNG state into the one staging folder, the
+    # main process renamed it once, and no staging folder is left.
+    for step in (2, 4):
+        names = {p.name for p in (tmp_path / "two" / f"checkpoint-{step}").iterdir()}
+        assert {"trainer_state.json", "model.safetensors", "rng_state_0.pth", "rng_state_1.pth"} <= names, names
+    assert not [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith("_tmp-")]
     one = _launch(1, recipe, tmp_path, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "8")
     assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-5000:]
     w2, w1 = load_weights(tmp_path / "two"), load_weights(tmp_path / "one")
