@@ -153,6 +153,8 @@ def publish_checkpoint(staging: str, final: str) -> str:
     A directory cannot atomically replace a non-empty one, so an existing ``final`` (a re-saved step after a resume)
     is first moved aside: a crash between the two renames leaves the earlier checkpoints, never a partial one.
     """
+    if not os.path.isdir(staging) and is_complete_checkpoint(final):
+        return final  # another node's saving process published it (save_on_each_node on a shared file system)
     fsync_tree(staging)
     replaced = None
     if os.path.exists(final):
