@@ -42,8 +42,10 @@ RECIPE_KEYS = (
     "bf16",
     "fp16",
 )
-PROCESSOR_SKIP_PATTERNS = ["*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.msgpack", "*.png"]
-"""Files a processor never needs: skipped when fetching a repo's preprocessing files."""
+PROCESSOR_SKIP_PATTERNS = ["*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.msgpack", "*.png",
+                           "*.py", "*.pyc", "*.so", "*.dll", "*.dylib"]
+"""Files a processor never needs: skipped when fetching a repo's preprocessing files (a repo's own code is not even
+downloaded: hf_mtl never runs it)."""
 
 
 # ----------------------------------------------------------------------------------------------------------- template

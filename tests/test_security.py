@@ -344,36 +344,43 @@ def test_remote_code_keys_are_dropped_with_a_warning(caplog: pytest.LogCaptureFi
     assert "ignored `auto_map`" in caplog.text and "backbone_config" in caplog.text
 
 
-def test_repo_with_remote_code_loads_as_plain_hf_mtl_in_a_fresh_process(tmp_path: Path) -> None:
-    """A folder shaped like a remote-code repo (auto_map, custom_pipelines, modeling files that create a marker on
-    import) loads through AutoConfig / AutoModel / pipeline / MultiTaskModel with only ``import hf_mtl`` and
-    trust_remote_code unset (and even set, for MultiTaskModel): no repo code runs, no prompt, no error."""
+def test_repo_with_remote_code_loads_as_plain_hf_mtl_in_a_fresh_process(
+    local_hub: LocalHubHandle, tmp_path: Path
+) -> None:
+    """A repo shaped like a remote-code repo (auto_map, custom_pipelines, modeling files that create a marker on
+    import), as a local folder and pulled from the Hub, loads through AutoConfig / AutoModel / pipeline /
+    MultiTaskModel with only ``import hf_mtl`` and trust_remote_code unset (and even set, for MultiTaskModel): no repo
+    code runs, no prompt, no error."""
     marker = tmp_path / "CODE_RAN"
     folder = _folder_with_config(tmp_path / "repo", **REMOTE_CODE)
     for name in ("evil_config", "evil_model", "evil_pipeline"):
         evil_module(folder, name, marker)
+    repo_id = local_hub.repo_id("remote-code")
+    local_hub.api().create_repo(repo_id)
+    local_hub.api().upload_folder(repo_id=repo_id, folder_path=folder)
     script = textwrap.dedent(f"""
         import hf_mtl
         from transformers import AutoConfig, AutoModel, pipeline
         from PIL import Image
-        folder = {str(folder)!r}
-        config = AutoConfig.from_pretrained(folder)
-        assert type(config) is hf_mtl.MultiTaskConfig and not hasattr(config, "auto_map"), type(config)
-        assert type(AutoModel.from_pretrained(folder)) is hf_mtl.MultiTaskModel
-        model = hf_mtl.MultiTaskModel.from_pretrained(folder, trust_remote_code=True)
-        classifier = pipeline({hf_mtl.PIPELINE_TASK!r}, model=folder)
-        assert type(classifier) is hf_mtl.MultiTaskClassificationPipeline, type(classifier)
-        print(sorted(classifier(Image.new("RGB", (40, 40)))))
-        model.save_pretrained(folder + "-resaved")
+        for source in ({str(folder)!r}, {repo_id!r}):
+            config = AutoConfig.from_pretrained(source)
+            assert type(config) is hf_mtl.MultiTaskConfig and not hasattr(config, "auto_map"), type(config)
+            assert type(AutoModel.from_pretrained(source)) is hf_mtl.MultiTaskModel
+            model = hf_mtl.MultiTaskModel.from_pretrained(source, trust_remote_code=True)
+            classifier = pipeline({hf_mtl.PIPELINE_TASK!r}, model=source)
+            assert type(classifier) is hf_mtl.MultiTaskClassificationPipeline, type(classifier)
+            print(sorted(classifier(Image.new("RGB", (40, 40)))))
+        model.save_pretrained({str(tmp_path / "resaved")!r})
         print("ok")
     """)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("TRUST_REMOTE_CODE", None)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("HF_TOKEN", None)  # a public repo: loading needs no token
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
                             cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
     assert not marker.exists(), "repo code ran"
-    resaved = json.loads((tmp_path / "repo-resaved" / "config.json").read_text())
+    assert [f for f in local_hub.server.requests if "evil_" in f.path] == [], "\n".join(r.path for r in local_hub.server.requests)
+    resaved = json.loads((tmp_path / "resaved" / "config.json").read_text())
     assert not set(REMOTE_CODE) & set(resaved)
     assert "ignored `auto_map`" in result.stderr and "ignored `custom_pipelines`" in result.stderr
 
