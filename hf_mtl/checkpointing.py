@@ -20,11 +20,11 @@ import os
 import re
 import shutil
 
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 logger = logging.getLogger(__name__)
 
-TRAINER_STATE_NAME = "trainer_state.json"
 STAGING_PREFIX = f"_tmp-{PREFIX_CHECKPOINT_DIR}"
 """Checkpoints are written under ``_tmp-checkpoint-N`` and renamed when complete. The leading ``_`` keeps a staging
 folder out of the Trainer's Hub uploads of ``output_dir`` (they skip ``_*`` and ``checkpoint-*``), which may run in the
