@@ -321,7 +321,7 @@ def validate_inputs(
         return 0
     if kind not in INPUT_KINDS:
         raise ValueError(f"kind must be one of {INPUT_KINDS}, got {kind!r}")
-    check = _check_text if kind == "text" else _check_image
+    check = text_problem if kind == "text" else image_problem
     count = 0
     for count, value in enumerate(_input_values(dataset, input_column, max_rows, kind), start=1):
         problem = check(value, allow_empty_text)
@@ -359,7 +359,8 @@ def _input_values(dataset: Any, column: str, max_rows: int | None, kind: str, ch
             progress.update(len(values))
 
 
-def _check_text(value: Any, allow_empty: bool) -> str | None:
+def text_problem(value: Any, allow_empty: bool = False) -> str | None:
+    """What is wrong with a raw text input (None, not a string, empty unless ``allow_empty``), or None when fine."""
     if value is None:
         return "the text is missing (None); fill it in or drop the row (`dataset.filter`)"
     if not isinstance(value, str):
@@ -372,7 +373,11 @@ def _check_text(value: Any, allow_empty: bool) -> str | None:
     return None
 
 
-def _check_image(value: Any, allow_empty: bool = False) -> str | None:
+def image_problem(value: Any, allow_empty: bool = False) -> str | None:
+    """What is wrong with a raw image input (a path / datasets ``Image()`` dict), from its header only; None when fine.
+
+    ``allow_empty`` is unused: the signature matches [`text_problem`].
+    """
     from PIL import Image, UnidentifiedImageError
 
     if value is None:
@@ -387,7 +392,7 @@ def _check_image(value: Any, allow_empty: bool = False) -> str | None:
         if value.get("bytes"):
             source, name = io.BytesIO(value["bytes"]), f"image bytes of {path!r}" if path else "image bytes"
         elif path:
-            return _check_image(path)
+            return image_problem(path)
         else:
             return "the image has neither bytes nor a path"
     if source is None:

@@ -346,10 +346,10 @@ def dataset_transform(
         out = {k: v for k, v in batch.items() if k != input_column}
         values = batch[input_column]
         if isinstance(processor, PreTrainedTokenizerBase):
-            from .data import _check_text
+            from .data import text_problem
 
             for value in values:
-                problem = _check_text(value, allow_empty_text)
+                problem = text_problem(value, allow_empty_text)
                 if problem is not None:
                     raise ValueError(f"column {input_column!r}: {problem} (hf_mtl.data.validate_inputs names the row)")
             encoded = processor(list(values), truncation=True, **kwargs)
