@@ -114,4 +114,12 @@ class MultiTaskConfig(PretrainedConfig):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"duplicate task names {duplicates}: every task needs its own name")
+        from .data import MODEL_INPUT_NAMES
+
+        reserved = sorted(set(names) & {*MODEL_INPUT_NAMES, "labels"})
+        if reserved:
+            raise ValueError(
+                f"task names {reserved} are reserved for model inputs / the label dict (a row field of that name would "
+                "be read as both); rename the task and map its dataset column with `label_columns`"
+            )
         self.tasks = [spec.to_dict() for spec in specs]

@@ -20,6 +20,7 @@ weights file with a pickle payload, remote-code keys (``auto_map``) in a config,
 | config-task-name-empty | config | task name `""` | ValueError |
 | config-task-name-not-identifier | config | task name `"my task"` | ValueError |
 | config-task-name-duplicate | config | two tasks named `tags` | ValueError |
+| config-task-name-reserved | config | a task named `input_ids` | ValueError |
 | config-task-type-unknown | config | type `"multi-label"` | ValueError |
 | config-task-missing-type | config | a task spec without `type` | ValueError |
 | config-task-unknown-key | config | `label:` instead of `labels:` | ValueError |
@@ -292,6 +293,9 @@ CASES: list[BadInput] = [
              ("'my task'", "identifier")),
     BadInput("config-task-name-duplicate", "config", lambda c: config(tasks=[MIXED_TASKS[0], MIXED_TASKS[0]]),
              ValueError, ("duplicate task names", "'tags'")),
+    BadInput("config-task-name-reserved", "config",
+             lambda c: config(tasks=[{"name": "input_ids", "type": "binary"}]), ValueError,
+             ("['input_ids']", "reserved", "label_columns")),
     BadInput("config-task-type-unknown", "config", lambda c: spec(type="multi-label"), ValueError,
              ("task 'tags'", "'multi-label'", "multilabel", "regression")),
     BadInput("config-task-missing-type", "config", lambda c: config(tasks=[{"name": "tags", "labels": ["a"]}]),
