@@ -1,9 +1,9 @@
 """The bad-input table: every kind of bad input hf_mtl is given gets ONE clear error, raised where the input enters.
 
-Each case is a row of ``CASES``: an id, where the input enters (config, data, loading, recipe, Hub), a trigger that
-feeds the bad input through the real public API, the exception type the user gets, and substrings the message must
-contain (the task / column / row / file / key at fault, and what to do). ``test_bad_input`` runs every row;
-``test_table_lists_every_case`` keeps the table below in step with ``CASES``.
+Each case is a row of ``CASES``: an id, where the input enters (config, training arguments, data, loading, recipe,
+Hub), a trigger that feeds the bad input through the real public API, the exception type the user gets, and substrings
+the message must contain (the task / column / row / file / key at fault, and what to do). ``test_bad_input`` runs every
+row; ``test_table_lists_every_case`` keeps the table below in step with ``CASES``.
 
 Data errors surface before any work could be lost: when ``MultiTaskTrainer(...)`` is built (labels of the train and
 eval datasets are encoded once, raw inputs of a ``dataset_transform`` dataset are checked: texts for None / empty,
@@ -48,6 +48,11 @@ weights file with a pickle payload, remote-code keys (``auto_map``) in a config,
 | config-backbone-timm-typo | config | timm name with a typo | ValueError |
 | config-backbone-folder-not-a-model | config | a folder without config.json | ValueError |
 | config-backbone-kwargs-unknown | config | `backbone_kwargs: {in_chanz: 1}` | ValueError |
+| training-freeze-policy-unknown | training | `freeze_policy="heads_only"` | ValueError |
+| training-trainable-task-unknown | training | `trainable_tasks=["nope"]` | ValueError |
+| training-task-balancing-unknown | training | `task_balancing="equal"` | ValueError |
+| training-task-balancing-kwargs | training | a keyword the balancer does not take | ValueError |
+| training-lora-targets-nothing | training | `lora_target_modules` matching no layer | ValueError |
 | data-label-column-missing | data | train rows without the `score` column | ValueError |
 | data-label-columns-unknown-task | data | `label_columns={"knd": ...}` (a task name typo) | ValueError |
 | data-multilabel-wrong-length | data | 2 values for 3 labels | ValueError |
@@ -178,6 +183,10 @@ def args(ctx: Context, **overrides: Any) -> MultiTaskTrainingArguments:
     defaults = dict(output_dir=str(ctx.tmp / "out"), report_to=[], disable_tqdm=True, use_cpu=True, max_steps=2,
                     per_device_train_batch_size=2, save_strategy="steps", save_steps=1, logging_steps=1)
     return MultiTaskTrainingArguments(**{**defaults, **overrides})
+
+
+def trainer_with(ctx: Context, **training_args: Any) -> MultiTaskTrainer:
+    return MultiTaskTrainer(model=timm_model(), args=args(ctx, **training_args), train_dataset=synthetic_rows(4))
 
 
 def rows_with(index: int = 3, **values: Any) -> list[dict[str, Any]]:
@@ -354,6 +363,20 @@ CASES: list[BadInput] = [
     BadInput("config-backbone-kwargs-unknown", "config",
              lambda c: MultiTaskModel(config(backbone_kwargs={"in_chanz": 1})), ValueError,
              ("backbone_kwargs", "in_chanz", "'test_efficientnet'")),
+    # -- training arguments (checked when the trainer is built)
+    BadInput("training-freeze-policy-unknown", "training", lambda c: trainer_with(c, freeze_policy="heads_only"),
+             ValueError, ("freeze_policy", "'heads_only'", "'heads'")),
+    BadInput("training-trainable-task-unknown", "training",
+             lambda c: trainer_with(c, freeze_policy="heads", trainable_tasks=["nope"]), ValueError,
+             ("['nope']", "not tasks of the model", "'tags'")),
+    BadInput("training-task-balancing-unknown", "training", lambda c: trainer_with(c, task_balancing="equal"),
+             ValueError, ("task_balancing 'equal'", "uncertainty")),
+    BadInput("training-task-balancing-kwargs", "training",
+             lambda c: trainer_with(c, task_balancing="uncertainty", task_balancing_kwargs={"temp": 1}), ValueError,
+             ("task_balancing 'uncertainty'", "task_balancing_kwargs", "'temp'")),
+    BadInput("training-lora-targets-nothing", "training",
+             lambda c: trainer_with(c, lora_r=4, lora_target_modules=["attn_typo"]), ValueError,
+             ("target_modules=['attn_typo']", "no backbone layer")),
     # -- data: labels, empty splits, raw inputs (all found when the trainer is built, before any step)
     BadInput("data-label-column-missing", "data",
              lambda c: train_on(c, [{k: v for k, v in r.items() if k != "score"} for r in synthetic_rows(4)]),
