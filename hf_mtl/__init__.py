@@ -13,6 +13,7 @@ from .losses import count_present_labels, multitask_loss
 from .modeling_mtl import MultiTaskModel, MultiTaskOutput
 from .pipeline import PIPELINE_TASK, MultiTaskClassificationPipeline, register_pipeline
 from .preprocessing import TimmImageProcessor, build_processor, dataset_transform, preprocess, register_processors
+from .safety import UnsafeConfigError, UnsafeWeightsError
 from .tasks import MISSING, TASK_TYPES, TaskSpec
 from .trainer import MultiTaskTrainer
 from .training_args import MultiTaskTrainingArguments
@@ -54,4 +55,6 @@ __all__ = [
     "multitask_loss",
     "last_complete_checkpoint",
     "PushToHubError",
+    "UnsafeConfigError",
+    "UnsafeWeightsError",
 ]

@@ -20,9 +20,15 @@ import torch
 from transformers import AutoModel
 
 import hf_mtl
-from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
+from hf_mtl import (
+    MultiTaskConfig,
+    MultiTaskModel,
+    MultiTaskTrainer,
+    MultiTaskTrainingArguments,
+    UnsafeConfigError,
+    UnsafeWeightsError,
+)
 from hf_mtl.heads import ACTIVATIONS
-from hf_mtl.safety import UnsafeConfigError, UnsafeWeightsError
 from tests.hub_fixtures import LocalHubHandle
 from tests.recipe_helpers import run_cli, tiny_recipe, write_image_dataset, write_recipe
 from tests.tiny_models import MIXED_TASKS, TIMM_BACKBONE, bert_model, synthetic_rows, timm_model
