@@ -1,19 +1,25 @@
 """What a config, a weights file or a Hub repo can never make hf_mtl do: run code, unpickle objects, read files.
 
 * Weights are safetensors. [`MultiTaskModel.from_pretrained`] loads nothing else (a folder or repo holding only
-  ``pytorch_model.bin`` is refused before anything is unpickled), and a PyTorch file given as timm backbone weights is
-  read with ``torch.load(weights_only=True)``, which refuses pickled code.
+  ``pytorch_model.bin`` is refused before anything is unpickled, and before transformers' automatic conversion, which
+  would post the user's token to a conversion Space), and a PyTorch file given as timm backbone weights is read with
+  ``torch.load(weights_only=True)``, which refuses pickled code.
 * Nothing needs ``trust_remote_code``: the keys that would make transformers import a repo's own code (``auto_map``,
-  ``custom_pipelines``, ``trust_remote_code``) are dropped from our config and from ``backbone_config`` with a warning.
+  ``custom_pipelines``, ``trust_remote_code``) are dropped from our config and from ``backbone_config`` with a warning,
+  and every ``Auto*.from_pretrained`` of hf_mtl passes ``trust_remote_code=False`` (unset, transformers asks on stdin
+  whether to run a repo's code, and a piped ``y`` would run it).
 * A config names code only through registries: the backbone's ``model_type`` must be a transformers config class that
   is already registered (``CONFIG_MAPPING``), the backbone is a timm registry name or a model id / folder (never an
-  import string), head activations come from ``heads.ACTIVATIONS``.
+  import string), head activations come from ``heads.ACTIVATIONS``, and an attention / experts implementation cannot
+  name a Hub kernel repo (transformers would download and run it).
 * ``backbone_kwargs`` (handed to ``timm.create_model``) cannot name files, URLs or pretrained configs for timm to read.
   This is a deny-list on purpose: timm's keyword arguments are open-ended and differ per architecture (``img_size``,
   ``drop_path_rate``, ``in_chans``, ...), so an allow-list would refuse legitimate models, while the ways timm reads
   a file or the network are few and named (``checkpoint_path``, ``pretrained``, ``pretrained_cfg[_overlay]``,
   ``cache_dir``). Any key containing one of :data:`DENIED_KWARG_FRAGMENTS` is refused, so a future ``*_path`` /
   ``*_url`` / ``*_file`` argument is refused too, and so is any string value that is a URL or a timm/Hub location.
+  A ``timm_wrapper`` ``backbone_config`` (transformers' own timm bridge) follows the same rules for its ``model_args``.
+* Tokens: error messages that quote user input are passed through :func:`redact_secrets`.
 
 What hf_mtl leaves to its libraries, checked (tests/test_security.py): Trainer checkpoints keep the stock format
 (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``, ``scaler.pt`` written with ``torch.save``); transformers 5.24
@@ -43,8 +49,10 @@ IMPLEMENTATION_KEYS = ("attn_implementation", "_attn_implementation", "experts_i
 DENIED_KWARG_FRAGMENTS = ("pretrained", "checkpoint", "path", "file", "url", "cache", "hub")
 """A ``backbone_kwargs`` key containing one of these names a file, URL or download for timm: refused."""
 
-LOCATION_PREFIXES = ("hf-hub:", "local-dir:", "timm/", "file:", "http:", "https:")
-"""String values that timm or the Hub client would resolve to something to fetch or read."""
+URL_PREFIXES = ("local-dir:", "file:", "http:", "https:")
+LOCATION_PREFIXES = ("hf-hub:", "timm/", *URL_PREFIXES)
+"""String values that timm or the Hub client would resolve to something to fetch or read (``timm/`` and ``hf-hub:``
+are fine as the ``backbone`` itself, not inside ``backbone_kwargs``)."""
 
 HUB_TOKEN_PATTERN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
 """The shape of a Hugging Face access token (``hf_`` and 34 letters/digits today)."""
@@ -102,7 +110,7 @@ def check_backbone_name(name: str) -> None:
         return
     bare = name.removeprefix("hf-hub:")
     problem = None
-    if "://" in bare or bare.startswith(LOCATION_PREFIXES[1:]):
+    if "://" in bare or bare.startswith(URL_PREFIXES):
         problem = "is a URL / file location"
     elif ":" in bare and not _WINDOWS_PATH.match(bare):
         problem = "looks like an import string (`module:attribute`)"

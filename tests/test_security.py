@@ -314,6 +314,15 @@ def test_transformers_timm_wrapper_backbone_cannot_make_timm_read_files(
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "backbone", ["test_efficientnet", "timm/test_efficientnet", "resnet18.a1_in1k", "org/model.v2", "bert-base-uncased"]
+)
+def test_ordinary_backbone_names_pass(backbone: str) -> None:
+    from hf_mtl.safety import check_backbone_name
+
+    check_backbone_name(backbone)
+
+
 def test_ordinary_backbone_kwargs_still_work() -> None:
     model = timm_model(backbone_kwargs={"drop_rate": 0.1, "in_chans": 1})
     assert model.backbone.model.conv_stem.in_channels == 1
