@@ -280,6 +280,14 @@ def build_processor(
         # never a repo's own processor code (auto_map), and never transformers' stdin prompt asking to run it
         return loader.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as err:
+        if "trust_remote_code" in str(err):  # transformers' advice to run the repo's code is not hf_mtl's
+            from .safety import UnsafeConfigError
+
+            raise UnsafeConfigError(
+                f"the {kind} processor files in {source!r} need code shipped with them (`auto_map`, no transformers "
+                "class of their own); hf_mtl never runs a repo's code. Give the model a processor yourself "
+                "(`model.set_processor(...)`) or use a repo whose processor is a transformers class"
+            ) from err
         raise ValueError(
             f"cannot load the {kind} processor ({loader.__name__}) of backbone {config.backbone!r} from {source!r}: "
             f"{err}. Pass `source=` a folder holding the backbone's processor files."

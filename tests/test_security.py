@@ -547,7 +547,8 @@ def test_processor_files_asking_for_remote_code_run_nothing_even_when_stdin_says
     assert result.returncode == 0, result.stderr[-3000:]
     assert "['flag', 'kind', 'score', 'tags']" in result.stdout
     refused = result.stdout.split("REFUSED", 1)[1]
-    assert "custom code" in refused and str(folders["remote_only"]) in refused
+    assert "never runs a repo's code" in refused and str(folders["remote_only"]) in refused
+    assert "trust_remote_code=True" not in refused
     assert "Do you wish to run the custom code" not in result.stdout + result.stderr  # no prompt was shown
     assert not marker.exists(), "repo code ran"
 
