@@ -338,6 +338,19 @@ def test_head_activation_comes_from_the_registry(activation: str, evil_on_path: 
         MultiTaskModel.from_pretrained(_folder_with_config(tmp_path / "m", tasks=tasks))
 
 
+def test_backbone_that_needs_its_own_code_is_refused(tmp_path: Path, marker: Path) -> None:
+    """A transformers backbone folder whose config only an ``auto_map`` module can read: a clear error, no prompt,
+    no code (hf_mtl's AutoConfig calls pass trust_remote_code=False)."""
+    folder = tmp_path / "backbone"
+    folder.mkdir()
+    evil_module(folder, "evil_cfg", marker)
+    auto_map = {"AutoConfig": "evil_cfg.Evil", "AutoModel": "evil_cfg.Evil"}
+    (folder / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": auto_map}))
+    with pytest.raises(ValueError, match="custom code") as info:
+        MultiTaskModel.from_backbone(str(folder), MIXED_TASKS)
+    assert str(folder) in str(info.value)
+
+
 REMOTE_CODE = {
     "auto_map": {"AutoConfig": "evil_config.EvilConfig", "AutoModel": "evil_model.EvilModel"},
     "custom_pipelines": {
