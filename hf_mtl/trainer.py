@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,6 +55,7 @@ class MultiTaskTrainer(Trainer):
         self._validate_train_labels()
         self._setup_transfer()
         self._setup_balancing()
+        self._setup_nonfinite_guard()
 
     # -- transfer learning (hf_mtl.transfer) -----------------------------------------------------------------------
     def _setup_transfer(self) -> None:
@@ -125,19 +127,31 @@ class MultiTaskTrainer(Trainer):
 
     # -- labels and task balancing (hf_mtl.data, hf_mtl.balancing) ---------------------------------------------------
     def _validate_train_labels(self) -> None:
-        """Encode every training label once before training, so a bad row fails now, naming task, column and row."""
+        """Encode every train and eval label once before training, and check the raw inputs of a
+        ``dataset_transform`` dataset, so a bad row fails now (naming dataset, task, column and row), not at hour 3."""
         import datasets
 
-        from .data import validate_labels
+        from .data import validate_inputs, validate_labels
 
         dataset, collator = self.train_dataset, self.data_collator
-        if not self.args.validate_labels or not isinstance(dataset, (datasets.Dataset, list)):
+        if not self.args.validate_labels:
             return
         if not isinstance(collator, MultiTaskDataCollator) or not self.task_specs:
             return
-        if collator.features is None:  # Sequence(ClassLabel) ids are positive ids, not a 0/1 list: decode them
-            collator.features = getattr(dataset, "features", None)
-        validate_labels(dataset, collator.tasks, collator.label_columns, collator.known_label_columns)
+        if collator.features is None and isinstance(dataset, datasets.Dataset):
+            collator.features = dataset.features  # Sequence(ClassLabel) ids are positive ids, not a 0/1 list
+        evals = self.eval_dataset if isinstance(self.eval_dataset, dict) else {None: self.eval_dataset}
+        named = [("train_dataset", dataset)] + [
+            ("eval_dataset" if key is None else f"eval_dataset[{key!r}]", part) for key, part in evals.items()
+        ]
+        for name, part in named:
+            if not isinstance(part, (datasets.Dataset, list)):
+                continue
+            try:
+                validate_labels(part, collator.tasks, collator.label_columns, collator.known_label_columns)
+                validate_inputs(part)
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from err
 
     def _setup_balancing(self) -> None:
         """Build the task balancer named by ``args.task_balancing`` (None for plain static ``loss_weight``)."""
@@ -165,6 +179,21 @@ class MultiTaskTrainer(Trainer):
             scale /= self.accelerator.num_processes  # compute_loss multiplies the loss by the number of processes
         return self.task_balancer.combine(task_losses, present, outputs.pooled_features, scale)
 
+    def _setup_nonfinite_guard(self) -> None:
+        """``args.nonfinite_policy``: a NaN/inf step is stopped or skipped before it reaches the weights."""
+        from .nonfinite import NonFiniteGuard
+
+        self.nonfinite_guard: NonFiniteGuard | None = None
+        if self.args.nonfinite_policy == "off" or self.model is None:
+            return
+        if self.is_deepspeed_enabled and self.args.nonfinite_policy == "skip":
+            raise ValueError("nonfinite_policy='skip' cannot remove DeepSpeed's gradients; use 'stop' or 'off' (DeepSpeed "
+                             "skips fp16 overflow steps itself)")
+        self.nonfinite_guard = NonFiniteGuard(
+            self.args.nonfinite_policy, [spec.name for spec in self.task_specs], self.accelerator
+        )
+        self.add_callback(self.nonfinite_guard)  # after the balancer's callback: its gradients are reduced by then
+
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """Learnable task weights (kept out of the model) join the optimizer as their own group at
         ``task_balancing_lr`` (following the LR schedule) just before the stock scheduler is built."""
@@ -181,6 +210,71 @@ class MultiTaskTrainer(Trainer):
             from .balancing import load_balancer_state
 
             load_balancer_state(self.task_balancer, checkpoint)
+
+    # -- checkpoints and resume (hf_mtl.checkpointing) ---------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
+        """``resume_from_checkpoint=True`` / ``"true"`` picks the last COMPLETE checkpoint of ``output_dir`` (the stock
+        lookup takes the highest-numbered folder, complete or not); ``"auto"`` also starts fresh when there is none."""
+        from .checkpointing import remove_staging, resolve_resume_checkpoint, staging_folders
+
+        resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if self.args.should_save:
+            for folder in staging_folders(self.args.output_dir):
+                remove_staging(folder)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """The stock checkpoint, made atomic: every process writes into ``_tmp-checkpoint-N`` and, once all have, the
+        saving process fsyncs and renames it to ``checkpoint-N``; only then is it pushed and are old ones rotated.
+
+        A kill at any moment leaves either the complete new checkpoint or none of it (see hf_mtl.checkpointing)."""
+        from transformers.trainer_callback import ExportableState
+        from transformers.trainer_utils import SaveStrategy, rotate_checkpoints
+
+        from . import checkpointing
+
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        run_dir = self._get_output_dir(trial=trial)
+        step = self.state.global_step
+        final, staging = checkpointing.checkpoint_dir(run_dir, step), checkpointing.staging_dir(run_dir, step)
+        if self.args.should_save:
+            checkpointing.remove_staging(staging)  # an earlier save of this step that was interrupted
+        self.accelerator.wait_for_everyone()
+        self.save_model(staging, _internal_call=True)
+        best_step = self.state.best_global_step
+        if self.args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST) and best_step:
+            best = checkpointing.checkpoint_dir(run_dir, best_step)
+            if best_step == step or os.path.exists(best):  # this step's folder exists once renamed, below
+                self.state.best_model_checkpoint = best
+        if not self.args.save_only_model:
+            self._save_optimizer_and_scheduler(staging)
+            self._save_scaler(staging)
+            self._save_rng_state(staging)
+        if self.args.should_save:
+            for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
+                name, cb_state = cb.__class__.__name__, cb.state()
+                if isinstance(self.state.stateful_callbacks[name], list):
+                    self.state.stateful_callbacks[name].append(cb_state)
+                else:
+                    self.state.stateful_callbacks[name] = cb_state
+            # written last: the marker of a complete checkpoint for tools that do not know the staging folder
+            self.state.save_to_json(os.path.join(staging, checkpointing.TRAINER_STATE_NAME))
+        self.accelerator.wait_for_everyone()  # every process's share (RNG states, shards) is in the staging folder
+        if self.args.should_save:
+            checkpointing.publish_checkpoint(staging, final)
+        self.accelerator.wait_for_everyone()
+        if os.path.isdir(staging):  # a node without the saving process's file system: its share is not published
+            shutil.rmtree(staging, ignore_errors=True)
+        if self.args.push_to_hub:
+            self._push_from_checkpoint(final)
+        if self.args.should_save:
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
 
     def tune_thresholds(
         self, eval_dataset: Any = None, objective: str = "f1", target: float | None = None
@@ -234,6 +328,9 @@ class MultiTaskTrainer(Trainer):
         labels = inputs.pop("labels", None)
         if labels is None:
             raise ValueError("the batch has no `labels`; MultiTaskTrainer needs a label dict task → tensor to train")
+        guard = self.nonfinite_guard if model.training else None
+        if guard is not None:
+            guard.before_forward(model)
         outputs = model(**inputs)
         specs = self.task_specs
         loss, task_losses = multitask_loss(specs, outputs.logits, labels, num_items=num_items_in_batch)
@@ -242,6 +339,8 @@ class MultiTaskTrainer(Trainer):
         if num_items_in_batch is not None and self.args.world_size > 1:
             # DDP averages gradients over processes; the loss is normalised by a global count, so undo the mean.
             loss = loss * self.accelerator.num_processes
+        if guard is not None:  # device-side flags, checked once per optimizer step (hf_mtl.nonfinite)
+            guard.check_batch(inputs, labels, task_losses, loss)
         if model.training and self.args.log_task_losses:
             self._accumulate_task_losses(specs, task_losses, labels, num_items_in_batch)
         outputs.loss, outputs.task_losses = loss, task_losses
@@ -253,6 +352,9 @@ class MultiTaskTrainer(Trainer):
             count = counts[spec.name].to(task_losses[spec.name].device)
             normaliser = count if num_items is None else num_items[spec.name]
             loss_sum = task_losses[spec.name].detach() * torch.as_tensor(normaliser).clamp(min=1)
+            if self.args.logging_nan_inf_filter:  # like the Trainer's `loss`: a NaN/inf batch is left out of the log
+                finite = torch.isfinite(loss_sum)
+                loss_sum, count = torch.where(finite, loss_sum, 0.0), torch.where(finite, count, 0)
             self._task_loss_sums[spec.name] = self._task_loss_sums.get(spec.name, 0) + loss_sum.float()
             self._task_counts[spec.name] = self._task_counts.get(spec.name, 0) + count
 
@@ -269,6 +371,9 @@ class MultiTaskTrainer(Trainer):
                 if count > 0:
                     logs[f"loss_{name}"] = round(total / count, 6)
             self._task_loss_sums, self._task_counts = {}, {}
+        guard = self.nonfinite_guard
+        if ("loss" in logs or "train_loss" in logs) and guard is not None and guard.policy == "skip":
+            logs["nonfinite_skipped_steps"] = guard.num_skipped  # also in the metrics `train()` returns
         if "loss" in logs and self.task_balancer is not None:
             logs.update({f"task_weight_{n}": round(w, 6) for n, w in self.task_balancer.current_weights().items()})
         super().log(logs, start_time)
@@ -301,6 +406,27 @@ class MultiTaskTrainer(Trainer):
                 handle.write(self.args.to_json_string())
 
     # -- sharing on the Hub (hf_mtl.hub) -----------------------------------------------------------------------------
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, **kwargs: Any):
+        """The stock push of ``output_dir``; if the Hub fails, a [`hf_mtl.hub.PushToHubError`] says what reached it
+        (the files stay in ``output_dir``) and how to retry, instead of an HTTP error from deep inside the client."""
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        from .hub import is_hub_error, push_failure
+
+        try:
+            return super().push_to_hub(commit_message, blocking=blocking, token=token, revision=revision, **kwargs)
+        except Exception as err:
+            if not is_hub_error(err):
+                raise
+            repo_ready = self.hub_model_id is not None  # set once the repo is created (here or at __init__)
+            raise push_failure(
+                err, repo_id=self.hub_model_id or self.args.hub_model_id or os.path.basename(self.args.output_dir),
+                folder=self.args.output_dir, step="commit" if repo_ready else "create the repo", repo_ready=repo_ready,
+                revision=revision or self.args.hub_revision, token=token or self.args.hub_token,
+                retry="call trainer.push_to_hub() again", exclude=["_*", f"{PREFIX_CHECKPOINT_DIR}-*"],
+            ) from err
+
     def last_eval_metrics(self) -> dict[str, float]:
         """The metrics of the last evaluation logged during this run (``eval_*`` keys), or ``{}``."""
         for entry in reversed(self.state.log_history):

@@ -2,6 +2,7 @@
 
     hf-mtl train recipes/fashion_grid_efficientnet.yaml
     hf-mtl train recipes/fashion_grid_efficientnet.yaml --learning_rate 1e-3 max_steps=50
+    hf-mtl train recipes/fashion_grid_efficientnet.yaml --resume_from_checkpoint true  # after a crash: last complete
     accelerate launch --num_processes 2 -m hf_mtl.scripts.train recipes/fashion_grid_efficientnet.yaml
 
 Stages: an optional heads-only warm-up (backbone frozen, features cached once), then the main stage with the recipe's
@@ -21,9 +22,10 @@ from typing import Any
 
 from transformers import set_seed
 
+from ..checkpointing import resolve_resume_checkpoint
 from .arguments import DataArguments, ModelArguments, RecipeError, ScriptArguments, parse_recipe, recipe_parser
 from .models import PACKAGED_BACKBONES, build_model, build_model_processor
-from .recipe_data import check_labels, input_column, load_recipe_datasets, with_preprocessing
+from .recipe_data import check_inputs, check_labels, input_column, load_recipe_datasets, with_preprocessing
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +104,18 @@ def run(
     callbacks: list | None = None,
 ) -> dict[str, float]:
     """Run the training job; returns the final evaluation metrics (``eval_*``)."""
+    from ..hub import input_kind
     from ..metrics import build_compute_metrics
     from ..trainer import MultiTaskTrainer
 
     started = time.time()
     set_seed(training_args.seed)
+    try:  # `true` / `auto` → the last COMPLETE checkpoint, before any work (and before the heads-only decision)
+        training_args.resume_from_checkpoint = resolve_resume_checkpoint(
+            training_args.resume_from_checkpoint, training_args.output_dir
+        )
+    except ValueError as err:
+        raise RecipeError(str(err)) from err
     train_raw, eval_raw = load_recipe_datasets(data_args, seed=training_args.seed)
     model = build_model(model_args)
     specs = model.task_specs
@@ -114,10 +123,15 @@ def run(
     if eval_raw is not None:
         check_labels(eval_raw, specs, data_args, "eval")
     column = input_column(data_args, train_raw)
+    for split, raw in (("train", train_raw), ("eval", eval_raw)):
+        if raw is not None:
+            check_inputs(raw, column, input_kind(model), data_args, split)
+    allow_empty = data_args.allow_empty_text
     processor = build_model_processor(model, model_args)
     model.set_processor(processor)
-    train_ds = with_preprocessing(train_raw, processor, column, train=data_args.augment)
-    eval_ds = with_preprocessing(eval_raw, processor, column, train=False) if eval_raw is not None else None
+    train_ds = with_preprocessing(train_raw, processor, column, train=data_args.augment, allow_empty_text=allow_empty)
+    eval_ds = with_preprocessing(eval_raw, processor, column, train=False, allow_empty_text=allow_empty) \
+        if eval_raw is not None else None
     compute_metrics = build_compute_metrics(model)
     common: dict[str, Any] = {"compute_metrics": compute_metrics, "processing_class": processor}
     if data_args.label_columns:
@@ -128,8 +142,8 @@ def run(
         )
     if script_args.heads_only_epochs > 0 and not training_args.resume_from_checkpoint:
         heads_args = _heads_only_args(training_args, script_args)
-        heads_train = with_preprocessing(train_raw, processor, column, train=False) if heads_args.feature_cache \
-            else train_ds
+        heads_train = with_preprocessing(train_raw, processor, column, train=False, allow_empty_text=allow_empty) \
+            if heads_args.feature_cache else train_ds
         logger.info("stage 1/2: heads only for %s epochs", script_args.heads_only_epochs)
         stage = MultiTaskTrainer(model=model, args=heads_args, train_dataset=heads_train, eval_dataset=eval_ds, **common)
         stage.train()
