@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from .safety import redact_secrets
 from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -444,15 +445,6 @@ def is_hub_error(err: BaseException) -> bool:
         "httpx", "httpx2", "httpcore")
 
 
-def _redact(text: str, token: str | bool | None) -> str:
-    from huggingface_hub import get_token
-
-    for secret in {token if isinstance(token, str) else None, get_token()}:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def push_failure(
     err: BaseException,
     *,
@@ -494,7 +486,8 @@ def push_failure(
     lines.append("To retry once the Hub answers: " + (retry or "call push_to_hub again")
                  + f", or upload that folder as it is: hf upload {repo_id} {folder} .{options}")
     return PushToHubError(
-        _redact("\n".join(lines), token), repo_id=repo_id, folder=folder, files=files, repo_ready=repo_ready,
+        redact_secrets("\n".join(lines), token if isinstance(token, str) else None), repo_id=repo_id, folder=folder,
+        files=files, repo_ready=repo_ready,
         branch_ready=branch_ready, committed=committed,
     )
 

@@ -16,7 +16,8 @@
   This is a deny-list on purpose: timm's keyword arguments are open-ended and differ per architecture (``img_size``,
   ``drop_path_rate``, ``in_chans``, ...), so an allow-list would refuse legitimate models, while the ways timm reads
   a file or the network are few and named (``checkpoint_path``, ``pretrained``, ``pretrained_cfg[_overlay]``,
-  ``cache_dir``). Any key containing one of :data:`DENIED_KWARG_FRAGMENTS` is refused, so a future ``*_path`` /
+  ``cache_dir``). Any key with one of :data:`DENIED_KWARG_WORDS` among its ``_``-separated words, or ending in
+  ``path`` / ``dir``, is refused (``drop_path_rate`` is not: there ``path`` is not the object), so a future ``*_path`` /
   ``*_url`` / ``*_file`` argument is refused too, and so is any string value that is a URL or a timm/Hub location.
   A ``timm_wrapper`` ``backbone_config`` (transformers' own timm bridge) follows the same rules for its ``model_args``.
 * Tokens: error messages that quote user input are passed through :func:`redact_secrets`.
@@ -46,8 +47,21 @@ IMPLEMENTATION_KEYS = ("attn_implementation", "_attn_implementation", "experts_i
                        "_experts_implementation")
 """Config keys whose value may name a Hub kernel repo (``org/name``) that transformers would download and run."""
 
-DENIED_KWARG_FRAGMENTS = ("pretrained", "checkpoint", "path", "file", "url", "cache", "hub")
-"""A ``backbone_kwargs`` key containing one of these names a file, URL or download for timm: refused."""
+DENIED_KWARG_WORDS = ("pretrained", "checkpoint", "file", "url", "uri", "cache", "hub")
+"""A ``backbone_kwargs`` key with one of these words names a file, URL or download for timm: refused."""
+DENIED_KWARG_ENDINGS = ("path", "dir")
+"""A key whose last word is one of these names a location (``checkpoint_path``, ``cache_dir``): refused."""
+
+
+def _denied_kwarg_word(key: str) -> str | None:
+    words = [word for word in str(key).lower().replace("-", "_").split("_") if word]
+    for word in words:
+        for denied in DENIED_KWARG_WORDS:
+            if word.startswith(denied):  # also plurals and joined forms: files, urls, pretrainedcfg
+                return denied
+    if words and words[-1] in DENIED_KWARG_ENDINGS:
+        return words[-1]
+    return None
 
 URL_PREFIXES = ("local-dir:", "file:", "http:", "https:")
 LOCATION_PREFIXES = ("hf-hub:", "timm/", *URL_PREFIXES)
@@ -129,11 +143,11 @@ def check_backbone_name(name: str) -> None:
 def check_backbone_kwargs(kwargs: Mapping[str, Any], where: str = "backbone_kwargs") -> None:
     """Refuse ``backbone_kwargs`` that would make timm read a file, a URL or a pretrained config (see module doc)."""
     for key, value in kwargs.items():
-        denied = [fragment for fragment in DENIED_KWARG_FRAGMENTS if fragment in str(key).lower()]
+        denied = _denied_kwarg_word(key)
         if denied:
             raise UnsafeConfigError(
                 f"{where}[{key!r}] is refused: a config may not make timm load a file, URL or pretrained "
-                f"config ({denied[0]!r} keys are denied). Load backbone weights with `MultiTaskModel.from_backbone"
+                f"config ({denied!r} keys are denied). Load backbone weights with `MultiTaskModel.from_backbone"
                 "(..., weights=<path or True>)` instead"
             )
         location = _find_location(value)

@@ -404,7 +404,7 @@ class RegressionTask(TaskType):
 
     def encode(self, spec, value, where):
         n = spec.output_size
-        if is_missing_value(value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
             return self.missing(spec)
         if hasattr(value, "tolist"):
             value = value.tolist()
@@ -413,6 +413,12 @@ class RegressionTask(TaskType):
             raise ValueError(f"task {spec.name!r}, {where}: expected {n} regression values, got {len(values)}")
         out = []
         for v in values:
+            if _is_number(v) and v == MISSING:  # would silently become "missing" inside the label tensor
+                raise ValueError(
+                    f"task {spec.name!r}, {where}: regression value {v!r} is hf_mtl's missing-label marker inside "
+                    "tensors, so it would be dropped as missing; write None/NaN for a missing value, and shift or "
+                    "standardise the targets if -100 is a real value"
+                )
             if is_missing_value(v):
                 out.append(float(MISSING))
             elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):

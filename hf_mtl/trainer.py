@@ -399,11 +399,56 @@ class MultiTaskTrainer(Trainer):
         ``training_args.json`` (tokens redacted by ``TrainingArguments.to_dict``) instead of ``training_args.bin``."""
         super()._save(output_dir, state_dict=state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save and os.path.isfile(os.path.join(output_dir, TRAINING_ARGS_NAME)):
+            self._write_training_args(output_dir)
+
+    def _write_training_args(self, output_dir: str) -> None:
+        """``training_args.json`` in place of the pickled ``training_args.bin`` (removed if there)."""
         pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
-        if self.args.should_save and os.path.isfile(pickled):
+        if os.path.isfile(pickled):
             os.remove(pickled)
-            with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as handle:
-                handle.write(self.args.to_json_string())
+        with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as handle:
+            handle.write(self.args.to_json_string())
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """The stock push of ``output_dir`` while training (``push_to_hub=True`` with checkpoints), minus its pickle.
+
+        transformers 5 writes the training arguments with ``torch.save`` as ``training_args.bin`` into ``output_dir``
+        right before uploading it in the background, so that pickle would reach the Hub repo. This follows
+        ``Trainer._push_from_checkpoint`` but copies the checkpoint's model files and writes ``training_args.json``.
+        """
+        from transformers.trainer import PushInProgress, hf_api
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy
+
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        if not self.args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return  # the previous push is still running
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        output_dir = self.args.output_dir
+        model_files = ("config.json", "generation_config.json", "adapter_config.json", "model.safetensors",
+                       "model.safetensors.index.json", "adapter_model.safetensors")
+        for name in os.listdir(checkpoint_folder):  # (sharded weights: model-0000x-of-0000y.safetensors)
+            if name in model_files or (name.startswith("model-") and name.endswith(".safetensors")):
+                shutil.copy(os.path.join(checkpoint_folder, name), os.path.join(output_dir, name))
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        self._write_training_args(output_dir)
+        step = self.state.global_step
+        message = (f"Training in progress, step {step}" if self.args.save_strategy == SaveStrategy.STEPS
+                   else f"Training in progress, epoch {int(self.state.epoch)}")
+        upload = functools.partial(hf_api().upload_folder, repo_id=self.hub_model_id, token=self.args.hub_token,
+                                   run_as_future=True, revision=self.args.hub_revision)
+        jobs = [upload(folder_path=output_dir, commit_message=message,
+                       ignore_patterns=["_*", f"{PREFIX_CHECKPOINT_DIR}-*"])]
+        if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            in_repo = "last-checkpoint" if self.args.hub_strategy == HubStrategy.CHECKPOINT else os.path.basename(
+                checkpoint_folder)
+            jobs.append(upload(folder_path=checkpoint_folder, path_in_repo=in_repo, commit_message=message + ", checkpoint"))
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress(jobs)
+        else:
+            self.push_in_progress.jobs.extend(jobs)
 
     # -- sharing on the Hub (hf_mtl.hub) -----------------------------------------------------------------------------
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,

@@ -63,6 +63,7 @@ weights file with a pickle payload, remote-code keys (``auto_map``) in a config,
 | data-binary-unknown-name | data | binary label `"maybe"` | ValueError |
 | data-regression-not-a-number | data | regression value `"high"` | ValueError |
 | data-regression-infinite | data | regression value `inf` | ValueError |
+| data-regression-missing-marker | data | regression value `-100` (the in-tensor missing marker) | ValueError |
 | data-regression-wrong-length | data | 3 values for a 2-output regression | ValueError |
 | data-eval-bad-label | data | a bad label in the eval dataset | ValueError |
 | data-train-empty | data | a train dataset with 0 rows | ValueError |
@@ -401,6 +402,8 @@ CASES: list[BadInput] = [
              ("task 'score'", "row 3", "'high'", "finite number")),
     BadInput("data-regression-infinite", "data", lambda c: train_on(c, rows_with(score=math.inf)), ValueError,
              ("task 'score'", "row 3", "inf", "finite number")),
+    BadInput("data-regression-missing-marker", "data", lambda c: train_on(c, rows_with(score=-100.0)), ValueError,
+             ("task 'score'", "row 3", "-100", "missing-label marker", "None/NaN")),
     BadInput("data-regression-wrong-length", "data",
              lambda c: validate_labels([{"size": [1.0, 2.0, 3.0]}], [TaskSpec("size", "regression", num_outputs=2)]),
              ValueError, ("task 'size'", "column 'size', row 0", "expected 2 regression values, got 3")),

@@ -260,6 +260,7 @@ BAD_BACKBONE_KWARGS = [
     ("pretrained_cfg_overlay", {"file": "{weights}"}),
     ("cache_dir", "/tmp"),
     ("model_file", "{weights}"),
+    ("weights_path", "{weights}"),
     ("drop_rate", "https://example.com/x.pth"),
     ("act_layer", ["ok", "hf-hub:org/evil"]),
 ]
@@ -324,8 +325,10 @@ def test_ordinary_backbone_names_pass(backbone: str) -> None:
 
 
 def test_ordinary_backbone_kwargs_still_work() -> None:
-    model = timm_model(backbone_kwargs={"drop_rate": 0.1, "in_chans": 1})
+    # drop_path_rate (stochastic depth, common when fine-tuning) has the word "path" but names no location
+    model = timm_model(backbone_kwargs={"drop_rate": 0.1, "drop_path_rate": 0.1, "in_chans": 1})
     assert model.backbone.model.conv_stem.in_channels == 1
+    assert model.backbone.model.drop_rate == 0.1
 
 
 @pytest.mark.parametrize("activation", ["evil_mod.Evil", "evil_mod:run", "torch.nn.ReLU", "eval"])
@@ -473,6 +476,8 @@ def test_full_recipe_train_and_push_writes_and_logs_no_token(
     outputs = [trained.stdout, trained.stderr]
     pushed = set(local_hub.api().list_repo_files(repo_id))
     assert {"config.json", "model.safetensors", "README.md", "training_args.json"} <= pushed, pushed
+    # the pushes made while training (MultiTaskTrainer._push_from_checkpoint) upload no pickle either
+    assert not [name for name in pushed if name.endswith((".bin", ".pt", ".pth", ".pkl"))], pushed
     assert (out / "checkpoint-2" / "trainer_state.json").is_file()
 
     if via == "HF_TOKEN":  # `hf-mtl push` of the saved folder takes the token from the environment (or a login)
@@ -489,6 +494,9 @@ def test_full_recipe_train_and_push_writes_and_logs_no_token(
 
     for name in ("README.md", "config.json", "training_args.json"):
         assert token not in Path(hf_hub_download(repo_id, name, cache_dir=tmp_path / "check")).read_text()
+    # the final push carries the card written after the final evaluation (not the one of the last checkpoint)
+    pushed_card = Path(hf_hub_download(repo_id, "README.md", cache_dir=tmp_path / "check")).read_text()
+    assert pushed_card == (out / "README.md").read_text() and "model-index" in pushed_card
 
 
 def test_failed_pushes_name_no_token(local_hub: LocalHubHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -166,10 +166,14 @@ def run(
     if trainer.state.global_step < trainer.state.max_steps:
         logger.warning("training stopped early at step %d of %d", trainer.state.global_step, trainer.state.max_steps)
         return {}
-    trainer.save_model()
+    # With push_to_hub the stock save_model would push now, before the final evaluation: the push below carries it.
+    trainer.save_model(_internal_call=training_args.push_to_hub)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     metrics: dict[str, float] = {}
+    # a packaged backbone was loaded from a local folder: the card names its Hub id instead
+    card: dict[str, Any] = {"dataset": data_args.dataset,
+                            "finetuned_from": model_args.backbone if model_args.backbone in PACKAGED_BACKBONES else None}
     if eval_ds is not None:
         metrics = trainer.evaluate()
         trainer.save_metrics("eval", metrics)
@@ -180,9 +184,11 @@ def run(
             chance = label_prevalence(eval_raw, specs, data_args.label_columns)
             report = format_metrics(metrics, specs, per_label if script_args.show_per_label else None, chance)
             print("\n== evaluation (eval split, present labels only) ==\n" + report, flush=True)
-            # a packaged backbone was loaded from a local folder: the card names its Hub id instead
-            base = model_args.backbone if model_args.backbone in PACKAGED_BACKBONES else None
-            trainer.create_model_card(per_label_metrics=per_label, dataset=data_args.dataset, finetuned_from=base)
+        card["per_label_metrics"] = per_label
+    if training_args.push_to_hub:  # every process: the card (final evaluation included), the model, its processor
+        trainer.push_to_hub(**card)
+    elif eval_ds is not None and trainer.is_world_process_zero():
+        trainer.create_model_card(**card)
     if trainer.is_world_process_zero():
         elapsed = time.time() - started
         print(f"\nmodel folder: {os.path.abspath(training_args.output_dir)}  (wall time {elapsed / 60:.1f} min)",
