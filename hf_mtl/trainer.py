@@ -52,7 +52,7 @@ class MultiTaskTrainer(Trainer):
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
         self._task_loss_sums: dict[str, torch.Tensor] = {}
         self._task_counts: dict[str, torch.Tensor] = {}
-        self._validate_train_labels()
+        self._validate_datasets()
         self._setup_transfer()
         self._setup_balancing()
         self._setup_nonfinite_guard()
@@ -126,7 +126,7 @@ class MultiTaskTrainer(Trainer):
             self.optimizer_cls_and_kwargs = saved
 
     # -- labels and task balancing (hf_mtl.data, hf_mtl.balancing) ---------------------------------------------------
-    def _validate_train_labels(self) -> None:
+    def _validate_datasets(self) -> None:
         """Encode every train and eval label once before training, and check the raw inputs of a
         ``dataset_transform`` dataset, so a bad row fails now (naming dataset, task, column and row), not at hour 3."""
         import datasets

@@ -28,3 +28,14 @@ def test_quickstart_runs_and_learns(tmp_path):
     assert metrics["eval_topics_macro_roc_auc"] > 0.8 and metrics["eval_sentiment_accuracy"] > 0.6
     assert (tmp_path / "out/quickstart/model/model.safetensors").is_file()
     assert "'topics': {'labels'" in result.stdout and "'stars': {'value'" in result.stdout
+
+
+def test_reliability_example_runs(tmp_path):
+    code = _section_code("Reliability and security")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "train_dataset: task 'tags', column 'tags', row 0: label value 2" in out
+    assert "skipped steps: 1 all weights finite: True" in out
+    assert "backbone_kwargs['checkpoint_path'] is refused" in out
+    assert "non-finite values (NaN/inf) at optimizer step" in result.stderr  # the warning names the step
