@@ -60,7 +60,7 @@ def test_overhead(tmp_path):
     report = overhead.main([*TINY, "--steps", "2", "--warmup", "1", "--repeats", "2", "--output-dir", str(tmp_path)])
     results = check_report(report, tmp_path, "overhead")
     for clock in ("step_time_s", "cpu_step_time_s"):
-        check_timing(results[clock], ["raw_loop", "plain_trainer", "multitask_trainer"], 2)
+        check_timing(results[clock], ["raw_loop", "plain_trainer", "multitask_trainer", "multitask_trainer_guard_off"], 2)
     assert [t["name"] for t in report["targets"]] == ["multitask_trainer_vs_raw_loop_cpu",
                                                       "multitask_trainer_vs_raw_loop_wall"]
 

@@ -213,3 +213,17 @@ def test_two_processes_skip_the_same_step(tmp_path):
             assert torch.isfinite(weights[0][key]).all() and torch.isfinite(weights[1][key]).all(), key
         if "running_" not in key and "num_batches_tracked" not in key:  # DDP broadcasts BatchNorm stats each forward
             assert torch.equal(weights[0][key], weights[1][key]), key  # the processes never diverged
+
+
+def test_gradient_check_is_exact_and_leaves_gradients_unchanged():
+    from hf_mtl.nonfinite import gradients_nonfinite
+
+    grads = [torch.randn(5, 3), torch.randn(7), torch.full((2,), 1e30)]  # huge but finite: a 2-norm would overflow to inf
+    before = [g.clone() for g in grads]
+    assert not gradients_nonfinite(grads).item()
+    assert all(torch.equal(a, b) for a, b in zip(before, grads))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        grads[1][4] = bad
+        assert gradients_nonfinite(grads).item()
+        grads[1][4] = 0.0
+    assert gradients_nonfinite([torch.tensor([0.0, float("nan")], dtype=torch.float64)]).item()
