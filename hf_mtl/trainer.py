@@ -53,6 +53,7 @@ class MultiTaskTrainer(Trainer):
         self._task_loss_sums: dict[str, torch.Tensor] = {}
         self._task_counts: dict[str, torch.Tensor] = {}
         self._validate_datasets()
+        self._validate_metric_for_best_model()
         self._setup_transfer()
         self._setup_balancing()
         self._setup_nonfinite_guard()
@@ -152,6 +153,34 @@ class MultiTaskTrainer(Trainer):
                 validate_inputs(part)
             except ValueError as err:
                 raise ValueError(f"{name}: {err}") from err
+
+    def _validate_metric_for_best_model(self) -> None:
+        """A ``metric_for_best_model`` typo would fail at the first evaluation, after training work: check it now
+        against the keys hf_mtl's ``compute_metrics`` reports (a user's own ``compute_metrics`` is not checked)."""
+        import difflib
+
+        from .metrics import build_compute_metrics, reported_metric_keys
+
+        name = self.args.metric_for_best_model
+        if not name or not hasattr(self.compute_metrics, "per_label_metrics") or not self.task_specs:
+            return
+        prefixes = [""] + ([f"{ds}_" for ds in self.eval_dataset] if isinstance(self.eval_dataset, Mapping) else [])
+
+        def keys_of(found: set[str]) -> list[str]:  # several eval sets: eval_<set>_<metric>
+            return sorted(prefix + key for prefix in prefixes for key in found | {"loss"})
+
+        keys = keys_of(reported_metric_keys(self.compute_metrics, self.task_specs))
+        key = name.removeprefix("eval_")
+        if key in keys:
+            return
+        per_task = keys_of(reported_metric_keys(build_compute_metrics(self.task_specs, per_label=False), self.task_specs))
+        close = difflib.get_close_matches(key, per_task, n=2, cutoff=0.5)
+        close += difflib.get_close_matches(key, [k for k in keys if k not in per_task], n=3 - len(close), cutoff=0.6)
+        hint = f"did you mean {', '.join(repr('eval_' + k) for k in close)}? " if close else ""
+        raise ValueError(
+            f"metric_for_best_model={name!r} is not a metric this model's evaluation reports; {hint}The task-level "
+            f"metrics are {['eval_' + k for k in per_task]} (plus per label: 'eval_<task>_<label>_<metric>')"
+        )
 
     def _setup_balancing(self) -> None:
         """Build the task balancer named by ``args.task_balancing`` (None for plain static ``loss_weight``)."""

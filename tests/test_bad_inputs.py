@@ -53,6 +53,7 @@ weights file with a pickle payload, remote-code keys (``auto_map``) in a config,
 | training-task-balancing-unknown | training | `task_balancing="equal"` | ValueError |
 | training-task-balancing-kwargs | training | a keyword the balancer does not take | ValueError |
 | training-lora-targets-nothing | training | `lora_target_modules` matching no layer | ValueError |
+| training-metric-for-best-model-typo | training | `metric_for_best_model="eval_tags_f1"` (the model reports `eval_tags_macro_f1`) | ValueError |
 | data-label-column-missing | data | train rows without the `score` column | ValueError |
 | data-label-columns-unknown-task | data | `label_columns={"knd": ...}` (a task name typo) | ValueError |
 | data-multilabel-wrong-length | data | 2 values for 3 labels | ValueError |
@@ -133,6 +134,7 @@ from hf_mtl import (
     validate_inputs,
     validate_labels,
 )
+from hf_mtl.metrics import build_compute_metrics
 from hf_mtl.scripts.arguments import DataArguments, RecipeError, parse_recipe
 from hf_mtl.scripts.recipe_data import check_inputs, check_labels
 from tests.recipe_helpers import tiny_recipe, write_image_dataset, write_recipe
@@ -378,6 +380,12 @@ CASES: list[BadInput] = [
     BadInput("training-lora-targets-nothing", "training",
              lambda c: trainer_with(c, lora_r=4, lora_target_modules=["attn_typo"]), ValueError,
              ("target_modules=['attn_typo']", "no backbone layer")),
+    BadInput("training-metric-for-best-model-typo", "training",
+             lambda c: MultiTaskTrainer(
+                 model=(model := timm_model()), train_dataset=synthetic_rows(4), eval_dataset=synthetic_rows(4),
+                 compute_metrics=build_compute_metrics(model),
+                 args=args(c, eval_strategy="steps", eval_steps=1, metric_for_best_model="eval_tags_f1")),
+             ValueError, ("metric_for_best_model='eval_tags_f1'", "did you mean", "'eval_tags_macro_f1'")),
     # -- data: labels, empty splits, raw inputs (all found when the trainer is built, before any step)
     BadInput("data-label-column-missing", "data",
              lambda c: train_on(c, [{k: v for k, v in r.items() if k != "score"} for r in synthetic_rows(4)]),

@@ -43,6 +43,7 @@ __all__ = [
     "predictions_and_labels",
     "present",
     "regression_scores",
+    "reported_metric_keys",
     "tune_thresholds",
 ]
 
@@ -209,6 +210,31 @@ def build_compute_metrics(task_specs: Any, per_label: bool = True) -> Callable[[
 
     compute_metrics.per_label_metrics = {}
     return compute_metrics
+
+
+def reported_metric_keys(compute_metrics: Callable[[Any], dict[str, float]], task_specs: Any) -> set[str]:
+    """The keys ``compute_metrics`` (from [`build_compute_metrics`]) reports, without the Trainer's ``eval_`` prefix.
+
+    Found by running it once on a tiny synthetic eval set in which every metric is defined (both values of every
+    binary label, every class), so a ``metric_for_best_model`` typo is caught before training instead of at the first
+    evaluation. The last evaluation's per-label table is left as it was.
+    """
+    rng = np.random.default_rng(0)
+    logits, labels = {}, {}
+    for spec in _specs(task_specs):
+        n = spec.output_size
+        if spec.type == "multiclass":
+            labels[spec.name] = np.arange(n)
+            logits[spec.name] = rng.normal(size=(n, n))
+        else:  # multilabel / binary: one all-0 and one all-1 row; regression: two rows of values
+            labels[spec.name] = np.array([[0.0] * n, [1.0] * n]).reshape(2, n) if n > 1 else np.array([0.0, 1.0])
+            logits[spec.name] = rng.normal(size=(2, n))
+    kept = getattr(compute_metrics, "per_label_metrics", None)
+    try:
+        return set(compute_metrics((logits, labels)))
+    finally:
+        if kept is not None:
+            compute_metrics.per_label_metrics = kept
 
 
 def per_label_metrics(task_specs: Any, logits: Mapping[str, Any], labels: Mapping[str, Any]):
