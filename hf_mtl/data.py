@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -300,13 +301,15 @@ def validate_inputs(
     kind: str | None = None,
     allow_empty_text: bool | None = None,
     max_rows: int | None = None,
+    decode_images: bool = False,
 ) -> int:
     """Check every raw input of ``dataset`` once, so a bad row fails before training, naming the row and column.
 
     ``kind="text"``: a text that is None, not a string, or empty / only whitespace (unless ``allow_empty_text``).
     ``kind="image"``: an image path that does not exist, or a file / bytes whose header no image format recognises
     (only headers are read, so this is cheap; data corrupt past a valid header fails when the image is decoded, with
-    an error naming the file). Arrays and tensors pass: they are decoded already.
+    an error naming the file). ``decode_images=True`` decodes every image once, so a file corrupt past its header
+    fails now too (costs a full decode pass). Arrays and tensors pass: they are decoded already.
 
     Without ``input_column`` / ``kind`` they are read from a ``dataset.with_transform(dataset_transform(...))``
     dataset (as [`MultiTaskTrainer`] does); a dataset without such a transform has no raw inputs to check.
@@ -321,7 +324,7 @@ def validate_inputs(
         return 0
     if kind not in INPUT_KINDS:
         raise ValueError(f"kind must be one of {INPUT_KINDS}, got {kind!r}")
-    check = text_problem if kind == "text" else image_problem
+    check = text_problem if kind == "text" else functools.partial(image_problem, decode=decode_images)
     count = 0
     for count, value in enumerate(_input_values(dataset, input_column, max_rows, kind), start=1):
         problem = check(value, allow_empty_text)
@@ -373,10 +376,9 @@ def text_problem(value: Any, allow_empty: bool = False) -> str | None:
     return None
 
 
-def image_problem(value: Any, allow_empty: bool = False) -> str | None:
-    """What is wrong with a raw image input (a path / datasets ``Image()`` dict), from its header only; None when fine.
-
-    ``allow_empty`` is unused: the signature matches [`text_problem`].
+def image_problem(value: Any, allow_empty: bool = False, decode: bool = False) -> str | None:
+    """What is wrong with a raw image input (a path / datasets ``Image()`` dict), from its header only (``decode``:
+    from a full decode); None when fine. ``allow_empty`` is unused: the signature matches [`text_problem`].
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -392,7 +394,7 @@ def image_problem(value: Any, allow_empty: bool = False) -> str | None:
         if value.get("bytes"):
             source, name = io.BytesIO(value["bytes"]), f"image bytes of {path!r}" if path else "image bytes"
         elif path:
-            return image_problem(path)
+            return image_problem(path, decode=decode)
         else:
             return "the image has neither bytes nor a path"
     if source is None:
@@ -400,6 +402,11 @@ def image_problem(value: Any, allow_empty: bool = False) -> str | None:
     try:
         with Image.open(source) as image:
             image.size  # noqa: B018 - the header is parsed; pixels are not decoded
+            if decode:
+                try:
+                    image.load()
+                except (OSError, SyntaxError, ValueError) as err:
+                    return f"{name} cannot be decoded past its header ({err}); replace it or drop the row"
     except UnidentifiedImageError:
         return f"{name} is not an image in any format PIL reads (corrupt or not an image); replace it or drop the row"
     except (OSError, ValueError) as err:

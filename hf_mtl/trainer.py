@@ -150,7 +150,7 @@ class MultiTaskTrainer(Trainer):
                 continue
             try:
                 validate_labels(part, collator.tasks, collator.label_columns, collator.known_label_columns)
-                validate_inputs(part)
+                validate_inputs(part, decode_images=self.args.validate_images == "decode")
             except ValueError as err:
                 raise ValueError(f"{name}: {err}") from err
 

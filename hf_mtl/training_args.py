@@ -103,6 +103,13 @@ class MultiTaskTrainingArguments(TrainingArguments):
         metadata={"help": "Encode every training label once before training; a bad value fails at once, naming task, "
                   "column and row."},
     )
+    validate_images: str = field(
+        default="header",
+        metadata={"help": "How image inputs are checked before training (with `validate_labels`): `header` reads each "
+                  "file's header (cheap: missing and unreadable files), `decode` decodes every image once (also files "
+                  "corrupt past a valid header, which would otherwise fail when first read, mid-training).",
+                  "choices": ["header", "decode"]},
+    )
     task_balancing: str = field(
         default="static",
         metadata={
@@ -142,6 +149,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
 
         if self.task_balancing not in BALANCERS:  # fail at argument parsing, not after the model is built
             raise ValueError(f"unknown task_balancing {self.task_balancing!r}; choose one of {sorted(BALANCERS)}")
+        if self.validate_images not in ("header", "decode"):
+            raise ValueError(f"unknown validate_images {self.validate_images!r}; choose 'header' or 'decode'")
         from .nonfinite import NONFINITE_POLICIES
 
         if self.nonfinite_policy not in NONFINITE_POLICIES:

@@ -9,7 +9,8 @@ Data errors surface before any work could be lost: when ``MultiTaskTrainer(...)`
 eval datasets are encoded once, raw inputs of a ``dataset_transform`` dataset are checked: texts for None / empty,
 images for a missing file or an unreadable header), so no step runs and no checkpoint is written. Only an image whose
 header is valid but whose data is corrupt gets past that cheap check; it fails at the first batch that reads it, with
-an error naming the file (case ``data-image-truncated``).
+an error naming the file (case ``data-image-truncated``), unless ``validate_images="decode"`` decodes every image up
+front (case ``data-image-truncated-decode``).
 
 Unsafe inputs are in ``tests/test_security.py``, not here: a folder or Hub repo holding only pickled weights, a timm
 weights file with a pickle payload, remote-code keys (``auto_map``) in a config, a backbone given as an import string,
@@ -77,6 +78,7 @@ weights file with a pickle payload, remote-code keys (``auto_map``) in a config,
 | data-image-corrupt-file | data | an image file holding garbage | ValueError |
 | data-image-corrupt-bytes | data | a datasets Image() with garbage bytes | ValueError |
 | data-image-truncated | data | a PNG cut in half (valid header) | ValueError |
+| data-image-truncated-decode | data | the same, with `validate_images="decode"`: found before step 1 | ValueError |
 | data-no-model-input | data | rows without pixel_values / input_ids | ValueError |
 | data-ragged-input | data | pixel_values of different sizes | ValueError |
 | data-known-label-column-missing | data | `known_label_columns` names no column | ValueError |
@@ -444,6 +446,11 @@ CASES: list[BadInput] = [
              ValueError, ("train_dataset", "column 'image', row 1", "image bytes of '1.png'", "not an image")),
     BadInput("data-image-truncated", "data", lambda c: train_on(c, image_rows(c, png_bytes(64)[:80])), ValueError,
              ("2.png", "cannot be decoded", "replace it or drop the row")),
+    BadInput("data-image-truncated-decode", "data",
+             lambda c: MultiTaskTrainer(model=timm_model(), args=args(c, validate_images="decode"),
+                                        train_dataset=image_rows(c, png_bytes(64)[:80])),
+             ValueError, ("train_dataset", "column 'image', row 2", "2.png", "cannot be decoded past its header",
+                          "replace it or drop the row")),
     BadInput("data-no-model-input", "data",
              lambda c: MultiTaskDataCollator(timm_model().task_specs)([{"tags": [1, 0, 1], "image": "x.png"}]),
              ValueError, ("no model input", "pixel_values", "['image', 'tags']", "Preprocess")),
