@@ -230,20 +230,27 @@ def safe_loading_kwargs(source: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     if source is None or kwargs.get("state_dict") is not None:
         return kwargs
     source = os.fspath(source)
-    subfolder = kwargs.get("subfolder") or ""
-    names = [_with_variant(name, kwargs.get("variant")) for name in SAFE_WEIGHTS_NAMES]
     if os.path.isfile(source):
         if not source.endswith(".safetensors"):
             raise UnsafeWeightsError(f"{source!r} is not a safetensors file; hf_mtl reads safetensors only. "
                                      + CONVERT_HINT)
         return kwargs
+    require_safetensors(source, [_with_variant(name, kwargs.get("variant")) for name in SAFE_WEIGHTS_NAMES], kwargs)
+    return kwargs
+
+
+def require_safetensors(source: str | os.PathLike, names: list[str], kwargs: dict[str, Any] | None = None) -> None:
+    """Refuse a local folder or Hub repo (``kwargs``: revision, token, subfolder, ...) holding none of ``names``:
+    weights there would be pickles, which the loading library would fall back to."""
+    kwargs = kwargs or {}
+    source = os.fspath(source)
+    subfolder = kwargs.get("subfolder") or ""
     folder = os.path.join(source, subfolder) if subfolder else source
     if os.path.isdir(folder):
         if not any(os.path.isfile(os.path.join(folder, name)) for name in names):
             raise UnsafeWeightsError(_no_safetensors_message(f"folder {folder!r}", names, os.listdir(folder)))
-        return kwargs
+        return
     _check_remote_safetensors(source, names, kwargs)
-    return kwargs
 
 
 def _with_variant(name: str, variant: str | None) -> str:

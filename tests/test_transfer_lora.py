@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from hf_mtl import MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
+from hf_mtl import MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments, UnsafeWeightsError
 from hf_mtl.transfer import apply_lora, load_lora, lora_target_modules, merge_lora
 from tests.tiny_models import bert_model, images, synthetic_dataset, timm_model
 
@@ -111,6 +111,13 @@ def test_lora_loads_onto_a_saved_base_folder(tmp_path):
         torch.testing.assert_close(got[task], expected[task], rtol=0, atol=1e-6)  # another instance: last-bit kernel noise
     with pytest.raises(ValueError, match="no backbone layer matches"):
         apply_lora(bert_model(), target_modules=["not_a_layer"])
+    # a pickled adapter (which PEFT would fall back to) is refused before anything is read
+    pickled = tmp_path / "adapter_bin"
+    pickled.mkdir()
+    (pickled / "adapter_config.json").write_bytes((tmp_path / "adapter" / "adapter_config.json").read_bytes())
+    torch.save({}, pickled / "adapter_model.bin")
+    with pytest.raises(UnsafeWeightsError, match=r"adapter_bin.*no adapter_model.safetensors.*adapter_model.bin"):
+        load_lora(pickled, str(tmp_path / "base"))
 
 
 def test_lora_parameters_follow_their_block_in_layer_decay(tmp_path):

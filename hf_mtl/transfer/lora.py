@@ -79,7 +79,10 @@ def load_lora(adapter_path: str | os.PathLike, base_model: nn.Module | str | Non
     from peft import PeftConfig, PeftModel
 
     from ..modeling_mtl import MultiTaskModel
+    from ..safety import require_safetensors
 
+    # PEFT falls back to a pickled adapter_model.bin (torch.load with weights_only=True); hf_mtl reads safetensors only
+    require_safetensors(adapter_path, ["adapter_model.safetensors"])
     if base_model is None:
         base_model = PeftConfig.from_pretrained(os.fspath(adapter_path)).base_model_name_or_path
         if not base_model:
