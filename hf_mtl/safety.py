@@ -3,7 +3,8 @@
 * Weights are safetensors. [`MultiTaskModel.from_pretrained`] loads nothing else (a folder or repo holding only
   ``pytorch_model.bin`` is refused before anything is unpickled, and before transformers' automatic conversion, which
   would post the user's token to a conversion Space), and a PyTorch file given as timm backbone weights is read with
-  ``torch.load(weights_only=True)``, which refuses pickled code.
+  ``torch.load(weights_only=True)``, which refuses pickled code. ``hf_mtl.transfer.load_lora`` likewise refuses an
+  adapter without ``adapter_model.safetensors`` (PEFT would fall back to a pickled ``adapter_model.bin``).
 * Nothing needs ``trust_remote_code``: the keys that would make transformers import a repo's own code (``auto_map``,
   ``custom_pipelines``, ``trust_remote_code``) are dropped from our config and from ``backbone_config`` with a warning,
   and every ``Auto*.from_pretrained`` of hf_mtl passes ``trust_remote_code=False`` (unset, transformers asks on stdin
@@ -26,8 +27,8 @@ What hf_mtl leaves to its libraries, checked (tests/test_security.py): Trainer c
 (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``, ``scaler.pt`` written with ``torch.save``); transformers 5.24
 reads each of them on resume with ``torch.load(weights_only=True)`` (and refuses torch < 2.6), so a tampered checkpoint
 is refused, not run. The pickled ``training_args.bin`` is never read back by the Trainer; ``MultiTaskTrainer._save``
-writes ``training_args.json`` instead. timm 1.0 (``checkpoint_path``, pretrained files) and PEFT 0.21 (``adapter_model
-.bin``) also load PyTorch files with ``weights_only=True``.
+writes ``training_args.json`` instead, also for the pushes made while training (``_push_from_checkpoint``). timm 1.0
+(``checkpoint_path``, pretrained files) loads PyTorch files with ``weights_only=True``.
 """
 
 from __future__ import annotations
