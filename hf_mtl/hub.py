@@ -445,6 +445,18 @@ def is_hub_error(err: BaseException) -> bool:
         "httpx", "httpx2", "httpcore")
 
 
+def warn_if_push_failed(repo_id: str, what: str, future: Any) -> None:
+    """Done-callback of a background push (the Trainer's checkpoint pushes run as futures whose errors nobody
+    reads): log a failure instead of losing it silently. The files stay in ``output_dir``; the next push sends them."""
+    err = future.exception()
+    if err is not None:
+        logger.warning(
+            "background push to %s (%s) failed: %s. Training goes on; the files stay in output_dir and the next push "
+            "(the next checkpoint's, or trainer.push_to_hub() at the end) uploads them again",
+            repo_id, what, redact_secrets(f"{type(err).__name__}: {err}"),
+        )
+
+
 def push_failure(
     err: BaseException,
     *,

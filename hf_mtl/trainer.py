@@ -444,10 +444,13 @@ class MultiTaskTrainer(Trainer):
 
         transformers 5 writes the training arguments with ``torch.save`` as ``training_args.bin`` into ``output_dir``
         right before uploading it in the background, so that pickle would reach the Hub repo. This follows
-        ``Trainer._push_from_checkpoint`` but copies the checkpoint's model files and writes ``training_args.json``.
+        ``Trainer._push_from_checkpoint`` but copies the checkpoint's model files and writes ``training_args.json``;
+        and a failed background push is logged (hf_mtl.hub.warn_if_push_failed), where the stock Trainer drops it.
         """
         from transformers.trainer import PushInProgress, hf_api
         from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy
+
+        from .hub import warn_if_push_failed
 
         if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
             return
@@ -474,6 +477,8 @@ class MultiTaskTrainer(Trainer):
             in_repo = "last-checkpoint" if self.args.hub_strategy == HubStrategy.CHECKPOINT else os.path.basename(
                 checkpoint_folder)
             jobs.append(upload(folder_path=checkpoint_folder, path_in_repo=in_repo, commit_message=message + ", checkpoint"))
+        for job in jobs:
+            job.add_done_callback(functools.partial(warn_if_push_failed, self.hub_model_id, message))
         if self.push_in_progress is None or self.push_in_progress.is_done():
             self.push_in_progress = PushInProgress(jobs)
         else:

@@ -387,3 +387,28 @@ def test_cli_push_failure_is_a_clear_message_with_exit_1(local_hub, model, tmp_p
 
 if __name__ == "__main__":
     _child(sys.argv[1:])
+
+
+def test_failed_background_push_while_training_is_logged_and_the_final_push_sends_everything(
+    local_hub, model, tmp_path, caplog
+):
+    """The Trainer pushes each checkpoint in the background; transformers never reads those futures' errors. A failed
+    one is logged (without the token), training goes on, and the end-of-training push uploads everything."""
+    from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments
+    from tests.tiny_models import synthetic_rows
+
+    repo_id, out = local_hub.repo_id("background-push-500"), tmp_path / "run"
+    args = MultiTaskTrainingArguments(output_dir=str(out), max_steps=2, per_device_train_batch_size=4, report_to=[],
+                                      save_strategy="steps", save_steps=1, use_cpu=True, disable_tqdm=True,
+                                      push_to_hub=True, hub_model_id=repo_id, hub_always_push=True)
+    trainer = MultiTaskTrainer(model=model, args=args, train_dataset=synthetic_rows(8, seed=2))
+    fault = local_hub.server.fail_next("/commit/", 500, count=1)  # the first checkpoint's push
+    with caplog.at_level(logging.WARNING, logger="hf_mtl.hub"):
+        trainer.train()
+        trainer.push_to_hub()
+    assert fault.hits == 1 and trainer.state.global_step == 2
+    failed = [r.getMessage() for r in caplog.records if "background push" in r.getMessage()]
+    assert len(failed) == 1 and repo_id in failed[0] and "step 1" in failed[0], failed
+    assert all(local_hub.token not in r.getMessage() for r in caplog.records)
+    assert EXPECTED_FILES <= set(local_hub.server.list_files(repo_id))
+    assert "training_args.json" in local_hub.server.list_files(repo_id)
