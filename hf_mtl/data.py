@@ -380,7 +380,7 @@ def image_problem(value: Any, allow_empty: bool = False, decode: bool = False) -
     """What is wrong with a raw image input (a path / datasets ``Image()`` dict), from its header only (``decode``:
     from a full decode); None when fine. ``allow_empty`` is unused: the signature matches [`text_problem`].
     """
-    from PIL import Image, UnidentifiedImageError
+    from .preprocessing import open_image
 
     if value is None:
         return "the image is missing (None); fill it in or drop the row (`dataset.filter`)"
@@ -400,17 +400,9 @@ def image_problem(value: Any, allow_empty: bool = False, decode: bool = False) -
     if source is None:
         return None  # PIL images, arrays and tensors are decoded already
     try:
-        with Image.open(source) as image:
-            image.size  # noqa: B018 - the header is parsed; pixels are not decoded
-            if decode:
-                try:
-                    image.load()
-                except (OSError, SyntaxError, ValueError) as err:
-                    return f"{name} cannot be decoded past its header ({err}); replace it or drop the row"
-    except UnidentifiedImageError:
-        return f"{name} is not an image in any format PIL reads (corrupt or not an image); replace it or drop the row"
-    except (OSError, ValueError) as err:
-        return f"{name} is not a readable image ({err}); replace it or drop the row"
+        open_image(source, name, decode=decode)
+    except ValueError as err:
+        return str(err)
     return None
 
 

@@ -499,8 +499,7 @@ def push_failure(
                  + f", or upload that folder as it is: hf upload {repo_id} {folder} .{options}")
     return PushToHubError(
         redact_secrets("\n".join(lines), token if isinstance(token, str) else None), repo_id=repo_id, folder=folder,
-        files=files, repo_ready=repo_ready,
-        branch_ready=branch_ready, committed=committed,
+        files=files, repo_ready=repo_ready, branch_ready=branch_ready, committed=committed,
     )
 
 

@@ -34,13 +34,13 @@ def load_image(image: Any, mode: str = "RGB") -> Image.Image:
     if isinstance(image, (str, os.PathLike)):
         if not os.path.isfile(image):
             raise FileNotFoundError(f"image file {os.fspath(image)!r} does not exist")
-        image = _decode(image, f"image file {os.fspath(image)!r}")
+        image = open_image(image, f"image file {os.fspath(image)!r}")
     elif isinstance(image, dict) and ("bytes" in image or "path" in image):  # a datasets Image() column, undecoded
         import io
 
         if image.get("bytes"):
             path = image.get("path")
-            image = _decode(io.BytesIO(image["bytes"]), f"image bytes of {path!r}" if path else "image bytes")
+            image = open_image(io.BytesIO(image["bytes"]), f"image bytes of {path!r}" if path else "image bytes")
         else:
             image = load_image(image["path"], mode)
     elif isinstance(image, torch.Tensor):
@@ -62,21 +62,28 @@ def load_image(image: Any, mode: str = "RGB") -> Image.Image:
     return image if image.mode == mode else image.convert(mode)
 
 
-def _decode(source: Any, name: str) -> Image.Image:
-    """Fully decode an image file / buffer; a corrupt one is a ValueError naming it, not a PIL trace."""
+def open_image(source: Any, name: str, decode: bool = True) -> Image.Image | None:
+    """Open an image file / buffer and (``decode``) decode it fully, returning a copy; ``decode=False`` only parses
+    the header and returns None. A corrupt image is a ValueError naming it (``name``), not a PIL trace.
+    [`load_image`] and the up-front check ``hf_mtl.data.validate_inputs`` both read images through this."""
     from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(source) as opened:
-            opened.load()
-            return opened.copy()
+        opened = Image.open(source)  # parses the header only
     except UnidentifiedImageError as err:
         raise ValueError(
-            f"{name} is not an image in any format PIL reads (corrupt or not an image); replace it or drop the row "
-            "(hf_mtl.data.validate_inputs finds every such row before training)"
+            f"{name} is not an image in any format PIL reads (corrupt or not an image); replace it or drop the row"
         ) from err
-    except (OSError, SyntaxError) as err:  # truncated data past a valid header
-        raise ValueError(f"{name} cannot be decoded ({err}); replace it or drop the row") from err
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{name} is not a readable image ({err}); replace it or drop the row") from err
+    with opened:
+        if not decode:
+            return None
+        try:
+            opened.load()
+        except (OSError, SyntaxError, ValueError) as err:  # truncated / corrupt data past a valid header
+            raise ValueError(f"{name} cannot be decoded past its header ({err}); replace it or drop the row") from err
+        return opened.copy()
 
 
 def load_audio(audio: Any, sampling_rate: int | None = None) -> np.ndarray:

@@ -421,7 +421,7 @@ class RegressionTask(TaskType):
                 )
             if is_missing_value(v):
                 out.append(float(MISSING))
-            elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            elif _is_number(v) and math.isfinite(v):
                 out.append(float(v))
             else:
                 raise ValueError(f"task {spec.name!r}, {where}: regression value {v!r} is not a finite number or None")

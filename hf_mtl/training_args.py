@@ -8,6 +8,9 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+VALIDATE_IMAGES = ("header", "decode")
+"""Values of ``MultiTaskTrainingArguments.validate_images``."""
+
 
 def multi_process_without_accelerator() -> bool:
     """True in a multi-process launch (``WORLD_SIZE`` > 1) on a machine with no GPU or other accelerator."""
@@ -108,7 +111,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
         metadata={"help": "How image inputs are checked before training (with `validate_labels`): `header` reads each "
                   "file's header (cheap: missing and unreadable files), `decode` decodes every image once (also files "
                   "corrupt past a valid header, which would otherwise fail when first read, mid-training).",
-                  "choices": ["header", "decode"]},
+                  "choices": list(VALIDATE_IMAGES)},
     )
     task_balancing: str = field(
         default="static",
@@ -149,7 +152,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
 
         if self.task_balancing not in BALANCERS:  # fail at argument parsing, not after the model is built
             raise ValueError(f"unknown task_balancing {self.task_balancing!r}; choose one of {sorted(BALANCERS)}")
-        if self.validate_images not in ("header", "decode"):
+        if self.validate_images not in VALIDATE_IMAGES:
             raise ValueError(f"unknown validate_images {self.validate_images!r}; choose 'header' or 'decode'")
         from .nonfinite import NONFINITE_POLICIES
 
