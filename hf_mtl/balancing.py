@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
+from .data import iter_encoded_labels
 from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -282,14 +283,13 @@ def compute_pos_weight(
     known_label_columns: Mapping[str, str] | None = None,
     max_weight: float | None = 100.0,
 ) -> dict[str, list[float]]:
-    """``pos_weight = negatives / positives`` per label of every multilabel / binary task, counted on present labels.
+    """``pos_weight = negatives / positives`` per output of every task whose type takes one (multilabel, binary),
+    counted on present labels.
 
     Missing labels count neither way. A label without positives (or negatives) gets 1.0 and a warning. ``max_weight``
     caps rare labels. Apply with [`apply_pos_weight`].
     """
-    from .data import iter_encoded_labels
-
-    specs = [s for s in specs if s.type in ("multilabel", "binary")]
+    specs = [s for s in specs if s.task_type.uses_pos_weight]
     positives = {s.name: torch.zeros(s.output_size, dtype=torch.float64) for s in specs}
     negatives = {s.name: torch.zeros(s.output_size, dtype=torch.float64) for s in specs}
     for encoded in iter_encoded_labels(dataset, specs, label_columns, known_label_columns):
@@ -299,9 +299,8 @@ def compute_pos_weight(
             negatives[spec.name] += (labels == 0).sum(0)
     weights = {}
     for spec in specs:
-        names = spec.label_names[-1:] if spec.type == "binary" else spec.label_names
         values = []
-        for j, name in enumerate(names):
+        for j, name in enumerate(spec.output_names):
             pos, neg = float(positives[spec.name][j]), float(negatives[spec.name][j])
             if pos == 0 or neg == 0:
                 logger.warning("task %r, label %r: %d positives / %d negatives present; pos_weight 1.0",
@@ -317,15 +316,7 @@ def compute_pos_weight(
 def apply_pos_weight(config_or_model: Any, pos_weight: Mapping[str, Sequence[float]]) -> None:
     """Write ``{task: [pos_weight per label]}`` into the model config's task specs (validated like any spec)."""
     config = getattr(config_or_model, "config", config_or_model)
-    unknown = sorted(set(pos_weight) - set(config.task_names))
-    if unknown:
-        raise ValueError(f"pos_weight for unknown tasks {unknown}; the model's tasks are {config.task_names}")
-    updated = []
-    for spec in config.task_specs:
-        if spec.name in pos_weight:
-            spec = TaskSpec.from_dict({**spec.to_dict(), "pos_weight": [float(v) for v in pos_weight[spec.name]]})
-        updated.append(spec)
-    config.set_tasks(updated)
+    config.set_task_values("pos_weight", pos_weight)
 
 
 class TaskBalancingCallback(TrainerCallback):

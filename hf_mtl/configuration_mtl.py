@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from transformers import PretrainedConfig
 
 from .safety import check_config_safety
 from .tasks import TaskSpec
+from .version import __version__
 
 BACKBONE_LIBRARIES = ("timm", "transformers")
 POOLING_MODES = ("auto", "cls", "mean", "pooler")
+MODEL_INPUT_NAMES = ("pixel_values", "input_ids", "attention_mask", "token_type_ids", "input_values", "features")
+"""The inputs `MultiTaskModel.forward` takes besides labels (the collator keeps these columns; no task may use them)."""
 
 
 def _version() -> str:
-    from . import __version__
-
     return __version__
 
 
@@ -114,8 +117,6 @@ class MultiTaskConfig(PretrainedConfig):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"duplicate task names {duplicates}: every task needs its own name")
-        from .data import MODEL_INPUT_NAMES
-
         reserved = sorted(set(names) & {*MODEL_INPUT_NAMES, "labels"})
         if reserved:
             raise ValueError(
@@ -123,3 +124,19 @@ class MultiTaskConfig(PretrainedConfig):
                 "be read as both); rename the task and map its dataset column with `label_columns`"
             )
         self.tasks = [spec.to_dict() for spec in specs]
+
+    def set_task_values(self, field: str, values: Mapping[str, Any]) -> None:
+        """Write one per-output field (``thresholds``, ``pos_weight``) of several tasks: ``{task: [value per output]}``.
+
+        The new specs are validated like any spec (length, range, whether the task type takes the field).
+        """
+        unknown = sorted(set(values) - set(self.task_names))
+        if unknown:
+            raise ValueError(f"{field} for unknown tasks {unknown}; the model's tasks are {self.task_names}")
+        updated = []
+        for spec in self.task_specs:
+            if spec.name in values:
+                flat = np.asarray(values[spec.name], dtype=np.float64).reshape(-1)
+                spec = TaskSpec.from_dict({**spec.to_dict(), field: [float(v) for v in flat]})
+            updated.append(spec)
+        self.set_tasks(updated)

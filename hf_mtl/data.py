@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .tasks import TaskSpec, is_missing_value
+from .configuration_mtl import MODEL_INPUT_NAMES
+from .tasks import TASK_TYPES, TaskSpec, is_missing_value
 
 logger = logging.getLogger(__name__)
-
-MODEL_INPUT_NAMES = ("pixel_values", "input_ids", "attention_mask", "token_type_ids", "input_values", "features")
 
 
 def encode_labels(
@@ -170,8 +169,10 @@ def task_specs_from_features(
         inner = getattr(feature, "feature", None)
         if class_label is not None:
             spec = {"type": types.get(column, "multilabel" if is_list else "multiclass"), "labels": class_label.names}
-            if spec["type"] == "binary" and (is_list or len(class_label.names) != 2):
-                raise ValueError(f"column {column!r}: a binary task needs a ClassLabel with 2 names, got {feature!r}")
+            task_type = TASK_TYPES.get(spec["type"])
+            problem = task_type.class_label_problem(class_label.names, is_list) if task_type else None
+            if problem:
+                raise ValueError(f"column {column!r}: {problem}, got {feature!r}")
         elif isinstance(feature, datasets.Value) and feature.dtype == "bool":
             spec = {"type": types.get(column, "binary")}
         elif isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint", "float")):

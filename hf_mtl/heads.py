@@ -1,22 +1,17 @@
-"""Task heads: a linear layer, or an MLP when the task asks for hidden layers."""
+"""Task heads: a linear layer, or an MLP when the task asks for hidden layers; the last layer is the task type's."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from .tasks import TaskSpec
+from .tasks import HEAD_ACTIVATIONS, TaskSpec
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "gelu": nn.GELU,
-    "relu": nn.ReLU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-    "identity": nn.Identity,
-}
+ACTIVATIONS = HEAD_ACTIVATIONS
 
 
 class TaskHead(nn.Module):
-    """``[dropout → linear → activation] * len(hidden_sizes) → dropout → linear``.
+    """``[dropout → linear → activation] * len(hidden_sizes) → dropout → output layer`` (``TaskType.output_layer``:
+    a linear layer, or e.g. the ordinal type's shared-weight CORAL layer).
 
     Activations come from an allow-list so a config can never name arbitrary code.
     """
@@ -32,7 +27,7 @@ class TaskHead(nn.Module):
         for hidden in spec.hidden_sizes:
             layers += [nn.Dropout(spec.dropout), nn.Linear(width, hidden), ACTIVATIONS[spec.activation]()]
             width = hidden
-        layers += [nn.Dropout(spec.dropout), nn.Linear(width, spec.output_size)]
+        layers += [nn.Dropout(spec.dropout), spec.task_type.output_layer(width, spec)]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, features):

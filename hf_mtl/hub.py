@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .safety import redact_secrets
-from .tasks import TaskSpec
+from .tasks import TaskSpec, metric_key
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +107,6 @@ def per_label_metrics_from(
     """
     if not metrics:
         return {}
-    from .metrics import metric_key  # the label → key-fragment rule of the metrics' own keys
-
     flat = {_strip_prefix(key): value for key, value in metrics.items()}
     table: dict[str, dict[str, dict[str, float]]] = {}
     for spec in specs:
@@ -260,7 +258,7 @@ def usage_snippet(repo_id: str, kind: str) -> str:
 def _versions() -> list[tuple[str, str]]:
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from .version import __version__
 
     out = [("hf_mtl", __version__)]
     for name in ("transformers", "timm", "torch", "huggingface_hub"):
@@ -299,8 +297,6 @@ def create_model_card(
         chart_file: file name of the per-label chart pushed beside the card.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    from .metrics import output_names
 
     config = model.config
     specs: list[TaskSpec] = list(model.task_specs)
@@ -351,7 +347,7 @@ def create_model_card(
         task_type = spec.task_type
         thresholded = task_type.uses_thresholds
         thresholds = spec.thresholds if spec.thresholds is not None else [0.5] * spec.output_size
-        names = output_names(spec)  # one name per output (a binary task's one output is its positive label)
+        names = spec.output_names  # one name per output (a binary task's one output is its positive label)
         tasks.append(
             {
                 "name": spec.name,
@@ -363,6 +359,7 @@ def create_model_card(
                 "decision": task_type.decision_rule
                 + ("" if not thresholded or spec.thresholds is not None else " (default threshold 0.5)"),
                 "thresholds": list(zip(names, thresholds)) if thresholded else None,
+                "prediction": task_type.prediction_text,
             }
         )
     return ModelCard.from_template(

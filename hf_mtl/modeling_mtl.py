@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import timm
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .backbones import Backbone, backbone_config_dict, detect_backbone_library, load_timm_weights, read_state_dict
 from .configuration_mtl import MultiTaskConfig
 from .heads import TaskHead
 from .losses import multitask_loss
+from .safety import safe_loading_kwargs
 from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
+
+MODEL_SERVICES: dict[str, str] = {}
+"""Model methods implemented above the core: name → ``"module:function"`` (filled by the package ``__init__``).
+
+`predict` needs preprocessing and the pipeline, `get_processor` and `push_to_hub` the sharing layer; the core only
+names them, so it imports nothing from those layers and they are imported on first use.
+"""
+
+
+def _service(name: str) -> Any:
+    target = MODEL_SERVICES.get(name)
+    if target is None:
+        raise RuntimeError(f"MultiTaskModel.{name} is provided by the hf_mtl package: `import hf_mtl` first")
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 @dataclass
@@ -49,7 +67,7 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         """Only heads are ours to initialise; backbone modules keep their library's own init (or loaded weights)."""
         if isinstance(module, TaskHead):
             for layer in module.modules():
-                if isinstance(layer, nn.Linear):
+                if layer is not module and callable(getattr(layer, "reset_parameters", None)):
                     layer.reset_parameters()
 
     @staticmethod
@@ -127,8 +145,6 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args: Any, **kwargs: Any):
         """Load like transformers, but safetensors only: a folder or repo holding only pickled weights
         (``pytorch_model.bin``) is refused before anything is unpickled (see `hf_mtl.safety`)."""
-        from .safety import safe_loading_kwargs
-
         kwargs = safe_loading_kwargs(pretrained_model_name_or_path, kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
@@ -180,18 +196,12 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         name = self.config.backbone
         if self.config.backbone_library == "timm":
             if weights is True:
-                import timm
-
                 pretrained = timm.create_model(name, pretrained=True, num_classes=0, **self.config.backbone_kwargs)
                 state, source = pretrained.state_dict(), f"timm pretrained {name}"
             else:
                 state, source = read_state_dict(weights), str(weights)
             load_timm_weights(self.backbone.model, state, source=source)
         else:
-            from transformers import AutoModel
-
-            from .safety import safe_loading_kwargs
-
             source = name if weights is True else str(weights)
             # safetensors only, and never a repo's own modeling code (a clear error instead of a prompt)
             pretrained = AutoModel.from_pretrained(source, trust_remote_code=False, **safe_loading_kwargs(source, {}))
@@ -202,24 +212,53 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 logger.info("%s: ignored %d unexpected tensors", source, len(unexpected))
         logger.info("loaded pretrained backbone weights from %s", source)
 
-    # -- editing tasks on a trained model (hf_mtl.transfer.editing) ----------------------------------------------
-    def add_task(self, spec: TaskSpec | Mapping[str, Any]) -> TaskSpec:
-        """Add a task with a fresh head; the backbone and the other heads are kept."""
-        from .transfer.editing import add_task
+    # -- editing tasks on a trained model -------------------------------------------------------------------------
+    def _check_editable(self) -> None:
+        if hasattr(self, "peft_config"):
+            raise ValueError("edit tasks before applying LoRA or after merging it (hf_mtl.transfer.merge_lora)")
 
-        return add_task(self, spec)
+    def _new_head(self, spec: TaskSpec) -> TaskHead:
+        head = TaskHead(self.backbone.num_features, spec)
+        reference = next(self.parameters())
+        return head.to(device=reference.device, dtype=reference.dtype)
+
+    def add_task(self, spec: TaskSpec | Mapping[str, Any]) -> TaskSpec:
+        """Add a task with a freshly initialised head (after the existing tasks); the backbone and other heads stay."""
+        self._check_editable()
+        spec = TaskSpec.from_dict(dict(spec) if isinstance(spec, Mapping) else spec)
+        if spec.name in self.heads:
+            raise ValueError(f"task {spec.name!r} already exists; use replace_task to give it a new head")
+        self.config.set_tasks(self.task_specs + [spec])
+        self.heads[spec.name] = self._new_head(spec)
+        return spec
 
     def replace_task(self, spec: TaskSpec | Mapping[str, Any], old_name: str | None = None) -> TaskSpec:
-        """Give a task a new spec (e.g. a new label set) and a fresh head, in the same position."""
-        from .transfer.editing import replace_task
-
-        return replace_task(self, spec, old_name=old_name)
+        """Give task ``old_name`` (default: ``spec.name``) a new spec (e.g. a new label set) and a fresh head, in the
+        same position."""
+        self._check_editable()
+        spec = TaskSpec.from_dict(dict(spec) if isinstance(spec, Mapping) else spec)
+        old_name = old_name or spec.name
+        names = self.config.task_names
+        if old_name not in names:
+            raise KeyError(f"no task named {old_name!r} to replace; the model's tasks are {names}")
+        if spec.name != old_name and spec.name in names:
+            raise ValueError(f"cannot rename {old_name!r} to {spec.name!r}: that task already exists")
+        specs = [spec if s.name == old_name else s for s in self.task_specs]
+        self.config.set_tasks(specs)
+        heads = {s.name: (self._new_head(spec) if s.name == spec.name else self.heads[s.name]) for s in specs}
+        self.heads = nn.ModuleDict(heads)
+        return spec
 
     def remove_task(self, name: str) -> None:
-        """Remove a task and its head."""
-        from .transfer.editing import remove_task
-
-        remove_task(self, name)
+        """Remove a task and its head; a model keeps at least one task."""
+        self._check_editable()
+        names = self.config.task_names
+        if name not in names:
+            raise KeyError(f"no task named {name!r} to remove; the model's tasks are {names}")
+        if len(names) == 1:
+            raise ValueError(f"cannot remove {name!r}: it is the model's only task")
+        self.config.set_tasks([s for s in self.task_specs if s.name != name])
+        del self.heads[name]
 
     def forward(
         self,
@@ -262,9 +301,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         """The preprocessing saved with this model (at the revision it was loaded from), else the backbone's; cached."""
         processor = getattr(self, "_processor", None)
         if processor is None:
-            from .hub import load_processor
-
-            processor = self._processor = load_processor(self)
+            processor = self._processor = _service("load_processor")(self)
         return processor
 
     def set_processor(self, processor: Any) -> None:
@@ -285,9 +322,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         `{"labels", "scores"}` (labels over their thresholds), binary `{"label", "score"}`, multiclass
         `{"label", "score", "top_k"}`, regression `{"value"}`.
         """
-        from .pipeline import predict
-
-        return predict(self, inputs, processor=processor, top_k=top_k, batch_size=batch_size)
+        return _service("predict")(self, inputs, processor=processor, top_k=top_k, batch_size=batch_size)
 
     def push_to_hub(
         self,
@@ -304,9 +339,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         `card_kwargs` (`metrics`, `per_label_metrics`, `datasets`, `training_args`, `processor`, ...) go to
         [`hf_mtl.hub.push_to_hub`]. Returns the `CommitInfo`.
         """
-        from .hub import push_to_hub
-
-        return push_to_hub(
+        return _service("push_to_hub")(
             self, repo_id, token=token, revision=revision, private=private, commit_message=commit_message,
             create_pr=create_pr, **card_kwargs,
         )

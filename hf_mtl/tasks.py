@@ -1,29 +1,47 @@
 """Task specs and task types.
 
-Everything that differs between task types (output size, label encoding, loss, activation, metric names,
-prediction decoding) lives here, one class per type, so a new type is one new entry in ``TASK_TYPES``.
+Everything that differs between task types lives here, one class per type: output size and output layer, label
+encoding (None/NaN → -100), loss, activation, decoding for ``predict``, metric computation and names, threshold and
+pos_weight eligibility, chance baselines and what the model card says. A new type is one class plus its entry in
+``TASK_TYPES`` (and, when its metrics differ from every existing type's, its local evaluate module under
+``hf_mtl/metrics/<name>/``). Nothing outside this module compares a task type string.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 MISSING = -100
 """The value that marks a missing label inside tensors (Trainer counts ``labels.ne(-100)``)."""
 
+HEAD_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "gelu": nn.GELU,
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "identity": nn.Identity,
+}
+"""The allow-list of hidden-layer activations of a task head: a config can never name arbitrary code."""
 
-def present_mask(labels: torch.Tensor) -> torch.Tensor:
-    """True where a label exists: neither the ``-100`` sentinel nor NaN."""
-    mask = labels != MISSING
-    if labels.is_floating_point():
-        mask &= ~torch.isnan(labels)
-    return mask
+
+def present_mask(labels: Any) -> Any:
+    """True where a label exists: neither the ``-100`` sentinel nor NaN (a tensor in, a tensor out; else numpy)."""
+    if isinstance(labels, torch.Tensor):
+        mask = labels != MISSING
+        if labels.is_floating_point():
+            mask &= ~torch.isnan(labels)
+        return mask
+    labels = np.asarray(labels, dtype=np.float64)
+    return ~np.isnan(labels) & (labels != MISSING)
 
 
 def _is_number(value: Any) -> bool:
@@ -84,15 +102,19 @@ class TaskSpec:
         self.hidden_sizes = [int(h) for h in self.hidden_sizes]
         if not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"{where}: dropout must be a number in [0, 1), got {self.dropout!r}")
-        from .heads import ACTIVATIONS  # the allow-list: a config can never name arbitrary code
-
-        if self.activation not in ACTIVATIONS:
+        if self.activation not in HEAD_ACTIVATIONS:
             raise ValueError(
-                f"{where}: unknown head activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}"
+                f"{where}: unknown head activation {self.activation!r}; choose one of {sorted(HEAD_ACTIVATIONS)}"
             )
         if not (_is_number(self.loss_weight) and self.loss_weight >= 0 and math.isfinite(self.loss_weight)):
             raise ValueError(f"{where}: loss_weight must be a finite number >= 0, got {self.loss_weight!r}")
         TASK_TYPES[self.type].validate(self)
+        for attr, eligible in (("pos_weight", "uses_pos_weight"), ("thresholds", "uses_thresholds")):
+            if getattr(self, attr) is not None and not getattr(self.task_type, eligible):
+                kinds = sorted(name for name, kind in TASK_TYPES.items() if getattr(kind, eligible))
+                raise ValueError(
+                    f"{where}: pos_weight/thresholds do not apply to {self.type} tasks ({attr} is for {kinds} tasks)"
+                )
         n = self.output_size
         for attr in ("pos_weight", "thresholds"):
             value = getattr(self, attr)
@@ -118,10 +140,15 @@ class TaskSpec:
 
     @property
     def label_names(self) -> list[str]:
-        """Names of the outputs, for metrics, cards and predictions."""
+        """Names of the labels (classes, for multiclass / ordinal), for metrics, cards and predictions."""
         if self.labels is not None:
             return list(self.labels)
-        return [f"{self.name}_{i}" for i in range(self.output_size)]
+        return [f"{self.name}_{i}" for i in range(self.task_type.num_labels(self))]
+
+    @property
+    def output_names(self) -> list[str]:
+        """One name per output column, for thresholds, pos_weight and per-output metrics."""
+        return self.task_type.output_names(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,24 +174,101 @@ class TaskSpec:
         return cls(**data)
 
 
+def as_task_specs(source: Any) -> list[TaskSpec]:
+    """Task specs from a list of specs/dicts, a config or a model (read at call time: thresholds may change)."""
+    if hasattr(source, "task_specs"):
+        return list(source.task_specs)
+    if hasattr(source, "config") and hasattr(source.config, "task_specs"):
+        return list(source.config.task_specs)
+    return [TaskSpec.from_dict(dict(s) if isinstance(s, Mapping) else s) for s in source]
+
+
+def metric_key(name: str) -> str:
+    """A label name as a metric-key fragment (logging backends dislike spaces and slashes)."""
+    return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name)).strip("_") or "label"
+
+
+def _class_index(spec: TaskSpec, value: Any, where: str) -> int:
+    """A class name or id → its id (None/NaN → ``MISSING``): the label rules of every class-valued task type."""
+    names = spec.label_names
+    if is_missing_value(value):
+        return MISSING
+    if isinstance(value, str):
+        if value not in names:
+            raise ValueError(f"task {spec.name!r}, {where}: unknown class {value!r}; known classes: {names}")
+        return names.index(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+        return value
+    raise ValueError(
+        f"task {spec.name!r}, {where}: class {value!r} is neither a class name nor an id in [0, {len(names)})"
+    )
+
+
+def _validate_classes(spec: TaskSpec, kind: str, num_outputs: int | None) -> None:
+    """Class-valued tasks: at least 2 class names, and ``num_outputs`` (when given) consistent with them."""
+    if spec.labels is None and (spec.num_outputs is None or num_outputs is None or num_outputs < 2):
+        raise ValueError(f"task {spec.name!r}: a {kind} task needs `labels` with at least 2 class names")
+    if spec.labels is not None and len(spec.labels) < 2:
+        raise ValueError(f"task {spec.name!r}: a {kind} task needs at least 2 classes, got {spec.labels}")
+    if spec.labels is not None and num_outputs not in (None, len(spec.labels)):
+        raise ValueError(f"task {spec.name!r}: num_outputs={spec.num_outputs} disagrees with {len(spec.labels)} labels")
+
+
 class TaskType:
-    """Behaviour shared by all tasks of one type. Subclasses are stateless singletons."""
+    """Behaviour shared by all tasks of one type. Subclasses are stateless singletons.
+
+    Arrays handed to the metric methods are numpy: ``scores`` are activated outputs (probabilities, or values for
+    regression) ``(N, output_size)``, ``labels`` the encoded labels with ``-100``/NaN for missing ones.
+    """
 
     name: ClassVar[str]
     metric_names: ClassVar[tuple[str, ...]]
+    """The task-level metrics, reported as ``<task>_<metric>`` (multilabel: ``<task>_macro_<m>``/``_micro_<m>``)."""
+    metric_module: ClassVar[str]
+    """The local evaluate module (``hf_mtl/metrics/<metric_module>/``) that scores this type."""
+    per_label_metric_names: ClassVar[tuple[str, ...]] = ()
+    """The per-label metrics reported as ``<task>_<label>_<metric>`` (empty: none)."""
+    per_label_table: ClassVar[bool] = False
+    """Whether the CLI prints a per-label table for this type (one row per label or class)."""
+    summary_prefix: ClassVar[str] = ""
+    """Prefix of the metrics on a task's one-line summary (``macro_`` for multilabel)."""
     label_dtype: ClassVar[torch.dtype] = torch.float32
     uses_thresholds: ClassVar[bool] = False
     """Whether predictions compare probabilities with `TaskSpec.thresholds` (for cards and threshold tuning)."""
+    uses_pos_weight: ClassVar[bool] = False
+    """Whether the loss takes a per-output `TaskSpec.pos_weight` (counted from the data by ``compute_pos_weight``)."""
+    chance_baseline: ClassVar[str | None] = None
+    """Name of the per-label chance baseline that [`chance_scores`] gives (None: no baseline)."""
     missing_label_rule: ClassVar[str] = "missing labels are masked out of the loss"
     """How a missing label is handled, in words, for the model card."""
     decision_rule: ClassVar[str] = "see `TaskType.decode`"
     """How outputs become a prediction, in words, for the model card."""
+    prediction_text: ClassVar[str] = ""
+    """What ``predict`` returns for a task of this type, in words, for the model card's usage section."""
 
     def validate(self, spec: TaskSpec) -> None:
         """Raise ValueError when the spec cannot describe a task of this type."""
 
     def output_size(self, spec: TaskSpec) -> int:
         raise NotImplementedError
+
+    def num_labels(self, spec: TaskSpec) -> int:
+        """How many label names the task has (classes for class-valued types; else one per output)."""
+        return self.output_size(spec)
+
+    def output_names(self, spec: TaskSpec) -> list[str]:
+        """One name per output column."""
+        return spec.label_names
+
+    def class_label_problem(self, names: list[str], is_list: bool) -> str | None:
+        """Why a ``datasets.ClassLabel`` column (``is_list``: a sequence of them) cannot hold this type's labels."""
+        return None
+
+    def output_layer(self, in_features: int, spec: TaskSpec) -> nn.Module:
+        """The head's last layer: features → ``output_size`` logits."""
+        return nn.Linear(in_features, spec.output_size)
 
     def loss_terms(self, spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (sum of per-label losses over present labels, number of present labels)."""
@@ -192,12 +296,55 @@ class TaskType:
         """One sample's activated outputs → a user-facing prediction."""
         raise NotImplementedError
 
+    # -- metrics ---------------------------------------------------------------------------------------------------
+    def metric_inputs(self, spec: TaskSpec, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        """Keyword arguments of ``compute`` of this type's evaluate module."""
+        raise NotImplementedError
+
+    def task_metrics(self, spec: TaskSpec, result: Mapping[str, Any]) -> dict[str, float | None]:
+        """The module's result → task-level metrics ``{metric: value}`` (the task prefix is added by the caller)."""
+        return {m: result[m] for m in self.metric_names}
+
+    def reports_per_label(self, spec: TaskSpec) -> bool:
+        return bool(self.per_label_metric_names)
+
+    def compute_metrics(
+        self, spec: TaskSpec, metric: Any, scores: np.ndarray, labels: np.ndarray, per_label: bool = True
+    ) -> tuple[dict[str, float | None], dict[str, dict[str, float | None]]]:
+        """``({<task>_<metric>: value}, {label: {metric: value}})`` with ``metric`` this type's loaded evaluate module.
+
+        ``per_label=False`` keeps the per-label keys out of the flat dict (they stay in the returned table).
+        """
+        result = metric.compute(**self.metric_inputs(spec, scores, labels))
+        table = result["per_label"]
+        flat = {f"{spec.name}_{m}": v for m, v in self.task_metrics(spec, result).items()}
+        if per_label and self.reports_per_label(spec):
+            for label, values in table.items():
+                flat.update({f"{spec.name}_{metric_key(label)}_{m}": values[m] for m in self.per_label_metric_names})
+        return flat, table
+
+    def summary_metrics(self) -> list[str]:
+        """Metric-key suffixes of a task's one-line summary."""
+        return [f"{self.summary_prefix}{m}" for m in self.metric_names]
+
+    def example_eval(self, spec: TaskSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits, labels)`` of a tiny eval set on which every metric of the task is defined."""
+        n = spec.output_size
+        labels = np.array([[0.0] * n, [1.0] * n]).reshape(2, n) if n > 1 else np.array([0.0, 1.0])
+        return rng.normal(size=(2, n)), labels
+
+    def chance_scores(self, spec: TaskSpec, labels: torch.Tensor) -> dict[str, float] | None:
+        """Per-label score of a chance predictor on encoded ``labels`` (None when the type has no baseline)."""
+        return None
+
 
 class _BinaryLike(TaskType):
     """Sigmoid outputs trained with binary cross-entropy, one logit per label (never a softmax across labels)."""
 
     metric_names = ("roc_auc", "average_precision", "f1", "accuracy")
+    metric_module = "multilabel"
     uses_thresholds = True
+    uses_pos_weight = True
 
     def loss_terms(self, spec, logits, labels):
         labels = labels.reshape(logits.shape)
@@ -225,14 +372,28 @@ class _BinaryLike(TaskType):
     def _thresholds(self, spec: TaskSpec) -> list[float]:
         return spec.thresholds if spec.thresholds is not None else [0.5] * spec.output_size
 
+    def metric_inputs(self, spec, scores, labels):
+        n = spec.output_size
+        return {
+            "predictions": scores.reshape(len(scores), n).tolist(),
+            "references": labels.reshape(len(labels), n).tolist(),
+            "thresholds": spec.thresholds,
+            "label_names": spec.output_names,
+        }
+
 
 class MultiLabelTask(_BinaryLike):
     name = "multilabel"
+    per_label_metric_names = _BinaryLike.metric_names
+    per_label_table = True
+    summary_prefix = "macro_"
+    chance_baseline = "chance_ap"
     missing_label_rule = (
         "masked per label: a sample may give some labels and leave others out (None/NaN); absent labels add nothing "
         "to the loss, which is normalised by the number of present labels in the effective batch"
     )
     decision_rule = "sigmoid per label; a label is predicted when its probability reaches its threshold"
+    prediction_text = "the labels over their thresholds and every label's probability"
 
     def validate(self, spec):
         if spec.labels is None and (spec.num_outputs is None or spec.num_outputs < 1):
@@ -280,6 +441,15 @@ class MultiLabelTask(_BinaryLike):
             "scores": dict(zip(names, scores.tolist())),
         }
 
+    def task_metrics(self, spec, result):
+        return {f"{aggregate}_{m}": v for aggregate in ("macro", "micro") for m, v in result[aggregate].items()}
+
+    def chance_scores(self, spec, labels):
+        """Share of positives per label among present labels: the average precision of a random scorer."""
+        mask = present_mask(labels)
+        positives = (torch.where(mask, labels, torch.zeros_like(labels)) * mask).sum(0) / mask.sum(0).clamp(min=1)
+        return dict(zip(spec.label_names, positives.tolist()))
+
 
 class BinaryTask(_BinaryLike):
     name = "binary"
@@ -288,6 +458,7 @@ class BinaryTask(_BinaryLike):
         "number of labelled samples in the effective batch"
     )
     decision_rule = "sigmoid; the positive label is predicted when the probability reaches the threshold"
+    prediction_text = "a label and its probability"
 
     def validate(self, spec):
         if spec.labels is not None and len(spec.labels) not in (1, 2):
@@ -299,6 +470,13 @@ class BinaryTask(_BinaryLike):
 
     def output_size(self, spec):
         return 1
+
+    def class_label_problem(self, names, is_list):
+        return "a binary task needs a ClassLabel with 2 names" if is_list or len(names) != 2 else None
+
+    def output_names(self, spec):
+        """The single output is named after the positive label."""
+        return spec.label_names[-1:]
 
     def encode(self, spec, value, where):
         if isinstance(value, str):
@@ -319,48 +497,45 @@ class BinaryTask(_BinaryLike):
         score = float(scores.reshape(-1)[0])
         return {"label": positive if score >= self._thresholds(spec)[0] else negative, "score": score}
 
+    def task_metrics(self, spec, result):
+        only = next(iter(result["per_label"].values()))
+        return {m: only[m] for m in self.metric_names}
 
-class MultiClassTask(TaskType):
+
+class _ClassValued(TaskType):
+    """One class per sample, given by name or id (None/NaN missing); metrics on the predicted class."""
+
+    label_dtype = torch.long
+    per_label_metric_names = ("f1",)
+    per_label_table = True
+
+    def encode(self, spec, value, where):
+        return _class_index(spec, value, where)
+
+    def missing(self, spec):
+        return MISSING
+
+    def example_eval(self, spec, rng):
+        k = len(spec.label_names)
+        return rng.normal(size=(k, spec.output_size)), np.arange(k)
+
+
+class MultiClassTask(_ClassValued):
     name = "multiclass"
     metric_names = ("accuracy", "macro_f1")
-    label_dtype = torch.long
+    metric_module = "multiclass"
     missing_label_rule = (
         "masked per sample: samples without a class (None/NaN) add nothing to the cross-entropy, which is normalised "
         "by the number of labelled samples in the effective batch"
     )
     decision_rule = "softmax over the classes; the top-k classes with their probabilities"
+    prediction_text = "the top-k classes with their probabilities"
 
     def validate(self, spec):
-        if spec.labels is None and (spec.num_outputs is None or spec.num_outputs < 2):
-            raise ValueError(f"task {spec.name!r}: a multiclass task needs `labels` with at least 2 class names")
-        if spec.labels is not None and len(spec.labels) < 2:
-            raise ValueError(f"task {spec.name!r}: a multiclass task needs at least 2 classes, got {spec.labels}")
-        if spec.labels is not None and spec.num_outputs not in (None, len(spec.labels)):
-            raise ValueError(f"task {spec.name!r}: num_outputs={spec.num_outputs} disagrees with {len(spec.labels)} labels")
-        if spec.pos_weight is not None:
-            raise ValueError(f"task {spec.name!r}: pos_weight applies to multilabel/binary tasks, not multiclass")
+        _validate_classes(spec, self.name, spec.num_outputs)
 
     def output_size(self, spec):
         return len(spec.labels) if spec.labels is not None else int(spec.num_outputs)
-
-    def encode(self, spec, value, where):
-        names = spec.label_names
-        if is_missing_value(value):
-            return MISSING
-        if isinstance(value, str):
-            if value not in names:
-                raise ValueError(f"task {spec.name!r}, {where}: unknown class {value!r}; known classes: {names}")
-            return names.index(value)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
-            return value
-        raise ValueError(
-            f"task {spec.name!r}, {where}: class {value!r} is neither a class name nor an id in [0, {len(names)})"
-        )
-
-    def missing(self, spec):
-        return MISSING
 
     def loss_terms(self, spec, logits, labels):
         labels = labels.reshape(-1)
@@ -379,23 +554,123 @@ class MultiClassTask(TaskType):
         top = [{"label": names[i], "score": float(v)} for v, i in zip(values.tolist(), indices.tolist())]
         return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
 
+    def metric_inputs(self, spec, scores, labels):
+        return {
+            "predictions": scores.tolist(),
+            "references": labels.reshape(-1).astype(np.int64).tolist(),
+            "label_names": spec.label_names,
+        }
+
+
+class OrdinalTask(_ClassValued):
+    """Ordered classes (severity grades, star ratings): CORAL (Cao, Mirjalili & Raschka, 2020).
+
+    K classes give K-1 logits ``f(x) + b_k`` that share one weight vector and differ by a bias; ``sigmoid`` of logit
+    k is P(class > k). The loss is binary cross-entropy on the K-1 "greater than k" targets of each present sample;
+    the prediction is the number of P(class > k) that reach 0.5, which orders the classes by construction.
+    """
+
+    name = "ordinal"
+    metric_names = ("accuracy", "mae", "qwk")
+    metric_module = "ordinal"
+    missing_label_rule = (
+        "masked per sample: samples without a grade (None/NaN) add nothing to the K-1 binary cross-entropies, "
+        "normalised by the number of labelled samples in the effective batch"
+    )
+    decision_rule = (
+        "CORAL: sigmoid of K-1 rank-consistent logits gives P(class > k); the predicted class is the number of "
+        "those probabilities that reach 0.5"
+    )
+    prediction_text = "the predicted class, its probability and every class's probability"
+
+    def validate(self, spec):
+        _validate_classes(spec, self.name, None if spec.num_outputs is None else spec.num_outputs + 1)
+
+    def output_size(self, spec):
+        return len(spec.labels) - 1 if spec.labels is not None else int(spec.num_outputs)
+
+    def num_labels(self, spec):
+        return self.output_size(spec) + 1
+
+    def output_names(self, spec):
+        """Output k is P(class > class k)."""
+        return [f"> {name}" for name in spec.label_names[:-1]]
+
+    def output_layer(self, in_features, spec):
+        return CoralLayer(in_features, spec.output_size)
+
+    def loss_terms(self, spec, logits, labels):
+        labels = labels.reshape(-1)
+        mask = present_mask(labels)
+        classes = torch.where(mask, labels, torch.zeros_like(labels)).long()
+        ranks = torch.arange(logits.shape[-1], device=logits.device)
+        levels = (classes[:, None] > ranks[None, :]).to(logits.dtype)
+        per_sample = F.binary_cross_entropy_with_logits(logits, levels, reduction="none").sum(-1)
+        return torch.where(mask, per_sample, torch.zeros_like(per_sample)).sum(), mask.sum()
+
+    def activate(self, spec, logits):
+        return torch.sigmoid(logits.float())
+
+    @staticmethod
+    def predicted_classes(scores: torch.Tensor) -> torch.Tensor:
+        """P(class > k) of shape ``(..., K-1)`` → the predicted class ids ``(...)``."""
+        return (scores >= 0.5).sum(-1)
+
+    @staticmethod
+    def class_probabilities(scores: torch.Tensor) -> torch.Tensor:
+        """P(class > k) ``(..., K-1)`` → P(class = k) ``(..., K)`` (made non-increasing in k first)."""
+        above = torch.cummin(scores, dim=-1).values
+        ones, zeros = torch.ones_like(above[..., :1]), torch.zeros_like(above[..., :1])
+        return torch.cat([ones, above], -1) - torch.cat([above, zeros], -1)
+
+    def decode(self, spec, scores, top_k=1):
+        names = spec.label_names
+        index = int(self.predicted_classes(scores))
+        probabilities = self.class_probabilities(scores).tolist()
+        return {"label": names[index], "score": probabilities[index], "probabilities": dict(zip(names, probabilities))}
+
+    def metric_inputs(self, spec, scores, labels):
+        predicted = self.predicted_classes(torch.as_tensor(scores).reshape(len(scores), -1))
+        return {
+            "predictions": predicted.tolist(),
+            "references": labels.reshape(-1).astype(np.int64).tolist(),
+            "label_names": spec.label_names,
+        }
+
+
+class CoralLayer(nn.Module):
+    """``K-1`` logits ``w·x + b_k``: one weight vector shared by every threshold, one bias per threshold."""
+
+    def __init__(self, in_features: int, num_thresholds: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, 1, bias=False)
+        self.bias = nn.Parameter(torch.zeros(num_thresholds))
+
+    def reset_parameters(self) -> None:
+        self.linear.reset_parameters()
+        nn.init.zeros_(self.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features) + self.bias
+
 
 class RegressionTask(TaskType):
     name = "regression"
     metric_names = ("mae", "rmse")
+    metric_module = "regression"
+    per_label_metric_names = ("mae", "rmse")
     missing_label_rule = (
         "masked per value: missing targets (None/NaN) add nothing to the squared error, which is normalised by the "
         "number of present values in the effective batch"
     )
     decision_rule = "the raw output value(s)"
+    prediction_text = "the predicted value(s)"
 
     def validate(self, spec):
         if spec.labels is not None and spec.num_outputs not in (None, len(spec.labels)):
             raise ValueError(f"task {spec.name!r}: num_outputs={spec.num_outputs} disagrees with {len(spec.labels)} labels")
         if spec.num_outputs is not None and spec.num_outputs < 1:
             raise ValueError(f"task {spec.name!r}: num_outputs must be >= 1")
-        if spec.pos_weight is not None or spec.thresholds is not None:
-            raise ValueError(f"task {spec.name!r}: pos_weight/thresholds do not apply to regression")
 
     def output_size(self, spec):
         if spec.labels is not None:
@@ -447,5 +722,19 @@ class RegressionTask(TaskType):
             return {"value": values[0]}
         return {"values": dict(zip(spec.label_names, values))}
 
+    def metric_inputs(self, spec, scores, labels):
+        n = spec.output_size
+        shape = (len(scores), n) if n > 1 else (len(scores),)
+        return {
+            "predictions": scores.reshape(shape).tolist(),
+            "references": labels.reshape(shape).tolist(),
+            "label_names": spec.output_names,
+        }
 
-TASK_TYPES: dict[str, TaskType] = {cls.name: cls() for cls in (MultiLabelTask, BinaryTask, MultiClassTask, RegressionTask)}
+    def reports_per_label(self, spec):
+        return spec.output_size > 1
+
+
+TASK_TYPES: dict[str, TaskType] = {
+    cls.name: cls() for cls in (MultiLabelTask, BinaryTask, MultiClassTask, OrdinalTask, RegressionTask)
+}

@@ -7,24 +7,33 @@ they work with the Hub unreachable; their arithmetic is scikit-learn, in ``hf_mt
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import evaluate
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from ..tasks import TaskSpec
-from .functional import binary_scores, multiclass_scores, multilabel_scores, present, regression_scores
+from ..data import MultiTaskDataCollator
+from ..tasks import TASK_TYPES, TaskSpec, as_task_specs, metric_key
+from .functional import (
+    binary_scores,
+    multiclass_scores,
+    multilabel_scores,
+    ordinal_scores,
+    present,
+    regression_scores,
+)
 from .thresholds import apply_thresholds, best_threshold, tune_thresholds
 
 logger = logging.getLogger(__name__)
 
 METRICS_DIR = Path(__file__).resolve().parent
-METRIC_MODULES = {"multilabel": "multilabel", "binary": "multilabel", "multiclass": "multiclass", "regression": "regression"}
-"""Task type → the local evaluate module that scores it."""
+METRIC_MODULES = {name: task_type.metric_module for name, task_type in TASK_TYPES.items()}
+"""Task type → the local evaluate module that scores it (``TaskType.metric_module``)."""
 
 __all__ = [
     "METRIC_MODULES",
@@ -38,6 +47,7 @@ __all__ = [
     "metric_path",
     "multiclass_scores",
     "multilabel_scores",
+    "ordinal_scores",
     "output_names",
     "per_label_metrics",
     "predictions_and_labels",
@@ -49,7 +59,7 @@ __all__ = [
 
 
 def metric_path(task_type: str) -> str:
-    """Folder of the local evaluate module for a task type (or a module name: multilabel, multiclass, regression)."""
+    """Folder of the local evaluate module for a task type (or a module name: multilabel, multiclass, ...)."""
     name = METRIC_MODULES.get(task_type, task_type)
     folder = METRICS_DIR / name
     if not (folder / f"{name}.py").is_file():
@@ -59,27 +69,11 @@ def metric_path(task_type: str) -> str:
 
 def load_metric(task_type: str, **kwargs: Any):
     """``evaluate.load`` of the local module (in memory, own experiment id: safe in several processes at once)."""
-    import evaluate
-
     kwargs = {"keep_in_memory": True, "experiment_id": uuid.uuid4().hex, **kwargs}
     return evaluate.load(metric_path(task_type), **kwargs)
 
 
 _LOADED: dict[str, Any] = {}
-
-
-def metric_key(name: str) -> str:
-    """A label name as a metric-key fragment (logging backends dislike spaces and slashes)."""
-    return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name)).strip("_") or "label"
-
-
-def _specs(source: Any) -> list[TaskSpec]:
-    """Task specs from a list of specs/dicts, a config or a model (read at call time: thresholds may change)."""
-    if hasattr(source, "task_specs"):
-        return list(source.task_specs)
-    if hasattr(source, "config") and hasattr(source.config, "task_specs"):
-        return list(source.config.task_specs)
-    return [TaskSpec.from_dict(dict(s) if isinstance(s, Mapping) else s) for s in source]
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -89,9 +83,8 @@ def _numpy(value: Any) -> np.ndarray:
 
 
 def output_names(spec: TaskSpec) -> list[str]:
-    """One name per output column (a binary task's single output is named after its positive label)."""
-    names = spec.label_names
-    return names[-1:] if spec.type == "binary" else names
+    """One name per output column (``TaskSpec.output_names``; a binary task's output is its positive label)."""
+    return spec.output_names
 
 
 def activate(spec: TaskSpec, logits: Any) -> np.ndarray:
@@ -106,56 +99,19 @@ def compute_task_metrics(
     """One task's ``({<task>_<metric>: value}, {label: {metric: value}})`` on its present labels.
 
     Keys: multilabel ``<task>_macro_<m>``, ``<task>_micro_<m>`` and ``<task>_<label>_<m>``; binary ``<task>_<m>``;
-    multiclass ``<task>_accuracy``, ``<task>_macro_f1``, ``<task>_<class>_f1``; regression ``<task>_mae``,
-    ``<task>_rmse`` (and per output when there are several). Undefined metrics are left out (missing), never faked.
-    ``per_label=False`` keeps the per-label keys out of the flat dict (they stay in the returned table).
+    multiclass ``<task>_accuracy``, ``<task>_macro_f1``, ``<task>_<class>_f1``; ordinal ``<task>_accuracy``,
+    ``<task>_mae``, ``<task>_qwk``, ``<task>_<class>_f1``; regression ``<task>_mae``, ``<task>_rmse`` (and per output
+    when there are several): each task type's ``compute_metrics``. Undefined metrics are left out (missing), never
+    faked. ``per_label=False`` keeps the per-label keys out of the flat dict (they stay in the returned table).
     """
     if metric is None:
-        if spec.type not in _LOADED:
-            _LOADED[spec.type] = load_metric(spec.type)
-        metric = _LOADED[spec.type]
+        module = spec.task_type.metric_module
+        if module not in _LOADED:
+            _LOADED[module] = load_metric(module)
+        metric = _LOADED[module]
     scores = activate(spec, logits)
     labels = _numpy(labels).astype(np.float64)
-    names = output_names(spec)
-    flat: dict[str, float | None] = {}
-    if spec.type in ("multilabel", "binary"):
-        n = spec.output_size
-        result = metric.compute(
-            predictions=scores.reshape(len(scores), n).tolist(),
-            references=labels.reshape(len(labels), n).tolist(),
-            thresholds=spec.thresholds,
-            label_names=names,
-        )
-        table = result["per_label"]
-        if spec.type == "binary":
-            only = next(iter(table.values()))
-            flat.update({f"{spec.name}_{m}": only[m] for m in spec.task_type.metric_names})
-        else:
-            for aggregate in ("macro", "micro"):
-                flat.update({f"{spec.name}_{aggregate}_{m}": v for m, v in result[aggregate].items()})
-            for label, values in table.items() if per_label else ():
-                flat.update({f"{spec.name}_{metric_key(label)}_{m}": values[m] for m in spec.task_type.metric_names})
-    elif spec.type == "multiclass":
-        result = metric.compute(
-            predictions=scores.tolist(), references=labels.reshape(-1).astype(np.int64).tolist(), label_names=names
-        )
-        table = result["per_label"]
-        flat.update({f"{spec.name}_{m}": result[m] for m in spec.task_type.metric_names})
-        if per_label:
-            flat.update({f"{spec.name}_{metric_key(label)}_f1": values["f1"] for label, values in table.items()})
-    elif spec.type == "regression":
-        n = spec.output_size
-        shape = (len(scores), n) if n > 1 else (len(scores),)
-        result = metric.compute(
-            predictions=scores.reshape(shape).tolist(), references=labels.reshape(shape).tolist(), label_names=names
-        )
-        table = result["per_label"]
-        flat.update({f"{spec.name}_{m}": result[m] for m in spec.task_type.metric_names})
-        if n > 1 and per_label:
-            for label, values in table.items():
-                flat.update({f"{spec.name}_{metric_key(label)}_{m}": values[m] for m in spec.task_type.metric_names})
-    else:
-        raise ValueError(f"task {spec.name!r}: no metrics for task type {spec.type!r}")
+    flat, table = spec.task_type.compute_metrics(spec, metric, scores, labels, per_label=per_label)
     undefined = sorted(k for k, v in flat.items() if v is None)
     if undefined:
         logger.info("task %r: %d metrics undefined on this eval set (no present labels / positives): %s",
@@ -192,13 +148,14 @@ def build_compute_metrics(task_specs: Any, per_label: bool = True) -> Callable[[
         predictions, labels = _split_eval_prediction(eval_pred)
         out: dict[str, float] = {}
         table: dict[str, dict[str, dict[str, float | None]]] = {}
-        for spec in _specs(task_specs):
+        for spec in as_task_specs(task_specs):
             if spec.name not in predictions or spec.name not in labels:
                 continue
-            if spec.type not in metrics:
-                metrics[spec.type] = load_metric(spec.type)
+            module = spec.task_type.metric_module
+            if module not in metrics:
+                metrics[module] = load_metric(module)
             flat, task_table = compute_task_metrics(
-                spec, predictions[spec.name], labels[spec.name], metrics[spec.type], per_label=per_label
+                spec, predictions[spec.name], labels[spec.name], metrics[module], per_label=per_label
             )
             out.update(flat)
             table[spec.name] = {
@@ -221,14 +178,8 @@ def reported_metric_keys(compute_metrics: Callable[[Any], dict[str, float]], tas
     """
     rng = np.random.default_rng(0)
     logits, labels = {}, {}
-    for spec in _specs(task_specs):
-        n = spec.output_size
-        if spec.type == "multiclass":
-            labels[spec.name] = np.arange(n)
-            logits[spec.name] = rng.normal(size=(n, n))
-        else:  # multilabel / binary: one all-0 and one all-1 row; regression: two rows of values
-            labels[spec.name] = np.array([[0.0] * n, [1.0] * n]).reshape(2, n) if n > 1 else np.array([0.0, 1.0])
-            logits[spec.name] = rng.normal(size=(2, n))
+    for spec in as_task_specs(task_specs):
+        logits[spec.name], labels[spec.name] = spec.task_type.example_eval(spec, rng)
     kept = getattr(compute_metrics, "per_label_metrics", None)
     try:
         return set(compute_metrics((logits, labels)))
@@ -246,10 +197,6 @@ def per_label_metrics(task_specs: Any, logits: Mapping[str, Any], labels: Mappin
 
 def predictions_and_labels(model: Any, dataset: Any, collator: Any = None, batch_size: int = 64):
     """Run ``model`` over ``dataset`` and return ``(logits, labels)`` as dicts task → numpy array (for tuning)."""
-    from torch.utils.data import DataLoader
-
-    from ..data import MultiTaskDataCollator
-
     collator = collator or MultiTaskDataCollator(model.task_specs)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
     logits: dict[str, list[np.ndarray]] = {}

@@ -13,17 +13,23 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-MISSING = -100
+from ..tasks import MISSING, BinaryTask, MultiClassTask, OrdinalTask, RegressionTask
+from ..tasks import present_mask as present
 
-BINARY_METRICS = ("roc_auc", "average_precision", "f1", "accuracy")
-MULTICLASS_METRICS = ("accuracy", "macro_f1")
-REGRESSION_METRICS = ("mae", "rmse")
+BINARY_METRICS = BinaryTask.metric_names
+MULTICLASS_METRICS = MultiClassTask.metric_names
+ORDINAL_METRICS = OrdinalTask.metric_names
+REGRESSION_METRICS = RegressionTask.metric_names
 
-
-def present(labels: np.ndarray) -> np.ndarray:
-    """True where a label exists (neither ``-100`` nor NaN)."""
-    labels = np.asarray(labels, dtype=np.float64)
-    return ~np.isnan(labels) & (labels != MISSING)
+__all__ = [
+    "MISSING",
+    "binary_scores",
+    "multiclass_scores",
+    "multilabel_scores",
+    "ordinal_scores",
+    "present",
+    "regression_scores",
+]
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -104,14 +110,40 @@ def multiclass_scores(
     names = list(label_names) if label_names is not None else [str(i) for i in range(probs.shape[1])]
     mask = present(labels)
     y, pred = labels[mask].astype(int), probs[mask].argmax(axis=1)
-    out: dict[str, Any] = {"accuracy": None, "macro_f1": None, "per_label": {}}
+    out: dict[str, Any] = {"accuracy": None, "macro_f1": None, "per_label": _per_class_f1(y, pred, names)}
     if y.size:
         out["accuracy"] = float(skm.accuracy_score(y, pred))
         out["macro_f1"] = float(skm.f1_score(y, pred, average="macro", zero_division=0))
+    return out
+
+
+def _per_class_f1(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, float | None]]:
+    """``{class: {f1, support}}``; a class without support in ``y`` has F1 None."""
     per_class = skm.f1_score(y, pred, labels=list(range(len(names))), average=None, zero_division=0) if y.size else []
+    out = {}
     for c, name in enumerate(names):
         support = int((y == c).sum())
-        out["per_label"][name] = {"f1": float(per_class[c]) if support else None, "support": support}
+        out[name] = {"f1": float(per_class[c]) if support else None, "support": support}
+    return out
+
+
+def ordinal_scores(predictions: np.ndarray, labels: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, MAE in classes and quadratic weighted kappa of predicted class ids, plus per-class F1.
+
+    Kappa is None when it is undefined (fewer than two distinct classes among references and predictions).
+    """
+    names = list(label_names)
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    mask = present(labels)
+    y, pred = labels[mask].astype(int), np.asarray(predictions, dtype=np.int64).reshape(-1)[mask]
+    out: dict[str, Any] = dict.fromkeys(ORDINAL_METRICS)
+    out["per_label"] = _per_class_f1(y, pred, names)
+    if y.size:
+        out["accuracy"] = float(skm.accuracy_score(y, pred))
+        out["mae"] = float(np.abs(y - pred).mean())
+        if len(set(y.tolist()) | set(pred.tolist())) > 1:
+            kappa = skm.cohen_kappa_score(y, pred, labels=list(range(len(names))), weights="quadratic")
+            out["qwk"] = float(kappa) if np.isfinite(kappa) else None
     return out
 
 

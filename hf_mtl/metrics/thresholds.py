@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.metrics import precision_recall_curve
 
-from .functional import present
+from ..tasks import as_task_specs, present_mask
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def best_threshold(scores: Any, labels: Any, objective: str = "f1", target: floa
         raise ValueError(f"objective {objective!r} needs a target in (0, 1], got {target!r}")
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels, dtype=np.float64).reshape(-1)
-    mask = present(labels)
+    mask = present_mask(labels)
     y, s = labels[mask].astype(int), scores[mask]
     if y.sum() == 0:
         return None
@@ -58,16 +58,14 @@ def tune_thresholds(
     target: float | None = None,
     from_logits: bool = True,
 ) -> dict[str, list[float]]:
-    """Per-label thresholds for every multilabel / binary task: ``{task: [threshold per label]}``.
+    """Per-label thresholds for every task whose type uses them (multilabel, binary): ``{task: [threshold per label]}``.
 
     ``logits`` / ``labels``: dicts task → ``(N, L)`` arrays (missing labels -100/NaN), e.g. from ``trainer.predict``.
     A label that cannot be tuned (no present positive, target unreachable) keeps its current threshold (or 0.5).
     """
-    from . import _specs, output_names
-
     tuned: dict[str, list[float]] = {}
-    for spec in _specs(task_specs):
-        if spec.type not in ("multilabel", "binary") or spec.name not in logits or spec.name not in labels:
+    for spec in as_task_specs(task_specs):
+        if not spec.task_type.uses_thresholds or spec.name not in logits or spec.name not in labels:
             continue
         n = spec.output_size
         scores = torch.as_tensor(np.asarray(logits[spec.name], dtype=np.float32)).reshape(-1, n)
@@ -75,7 +73,7 @@ def tune_thresholds(
         task_labels = np.asarray(labels[spec.name], dtype=np.float64).reshape(-1, n)
         current = spec.thresholds or [0.5] * n
         values = []
-        for j, name in enumerate(output_names(spec)):
+        for j, name in enumerate(spec.output_names):
             value = best_threshold(scores[:, j], task_labels[:, j], objective, target)
             if value is None:
                 logger.warning("task %r, label %r: cannot tune a threshold (%s); keeping %.3f",
@@ -90,16 +88,4 @@ def tune_thresholds(
 def apply_thresholds(config_or_model: Any, thresholds: Mapping[str, Any]) -> None:
     """Write ``{task: [threshold per label]}`` into the model config's task specs (validated like any spec)."""
     config = getattr(config_or_model, "config", config_or_model)
-    specs = config.task_specs
-    known = {spec.name for spec in specs}
-    unknown = sorted(set(thresholds) - known)
-    if unknown:
-        raise ValueError(f"thresholds for unknown tasks {unknown}; the model's tasks are {sorted(known)}")
-    updated = []
-    for spec in specs:
-        if spec.name in thresholds:
-            data = spec.to_dict()
-            data["thresholds"] = [float(t) for t in np.asarray(thresholds[spec.name]).reshape(-1)]
-            spec = type(spec).from_dict(data)
-        updated.append(spec)
-    config.set_tasks(updated)
+    config.set_task_values("thresholds", thresholds)

@@ -57,15 +57,13 @@ def format_metrics(metrics: dict[str, float], specs: list, per_label: dict[str, 
     for spec in specs:
         prefix = f"eval_{spec.name}_"
         head = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
-        names = [f"macro_{m}" for m in spec.task_type.metric_names] if spec.type == "multilabel" else list(
-            spec.task_type.metric_names)
-        summary = ", ".join(f"{n}={head[n]:.4f}" for n in names if n in head)
+        summary = ", ".join(f"{n}={head[n]:.4f}" for n in spec.task_type.summary_metrics() if n in head)
         lines.append(f"[{spec.name}] ({spec.type}) {summary}")
         table = (per_label or {}).get(spec.name)
-        if table and spec.type in ("multilabel", "multiclass"):
+        if table and spec.task_type.per_label_table:
             columns = [c for c in ("roc_auc", "average_precision", "f1", "accuracy", "support")
                        if any(c in row for row in table.values())]
-            chance_cols = ["chance_ap"] if chance and spec.name in chance else []
+            chance_cols = [spec.task_type.chance_baseline] if chance and spec.name in chance else []
             lines.append("    " + f"{'label':<18}" + "".join(f"{c:>19}" for c in columns + chance_cols))
             for label, row in table.items():
                 cells = []
@@ -79,20 +77,18 @@ def format_metrics(metrics: dict[str, float], specs: list, per_label: dict[str, 
 
 
 def label_prevalence(dataset: Any, specs: list, label_columns: dict | None) -> dict[str, dict[str, float]]:
-    """Share of positives per multilabel label among present labels: the average precision of a random scorer."""
+    """Per-label chance baselines (``TaskType.chance_scores``, e.g. a multilabel label's share of positives among
+    present labels: the average precision of a random scorer) of the tasks whose type has one."""
     from ..data import encode_labels
-    from ..tasks import present_mask
 
     out = {}
     rows = dataset.with_format(None)
     for spec in specs:
-        if spec.type != "multilabel":
+        if spec.task_type.chance_baseline is None:
             continue
         column = (label_columns or {}).get(spec.name, spec.name)
         labels = encode_labels([spec], [{column: v} for v in rows[column]], {spec.name: column})[spec.name]
-        mask = present_mask(labels)
-        positives = (labels * mask).sum(0) / mask.sum(0).clamp(min=1)
-        out[spec.name] = dict(zip(spec.label_names, positives.tolist()))
+        out[spec.name] = spec.task_type.chance_scores(spec, labels)
     return out
 
 

@@ -1,0 +1,3 @@
+"""The installed hf_mtl version (a module of its own, so core modules read it without importing the package)."""
+
+__version__ = "0.1.0"
