@@ -6,49 +6,74 @@ else (data, metrics, training, transfer, sharing) is imported on first use of on
 own lazy package, so loading a model or running a local metric never imports the Trainer.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING
 
 from transformers import AutoConfig, AutoModel
+from transformers.utils.import_utils import _LazyModule
 
 from . import modeling_mtl
 from .configuration_mtl import MultiTaskConfig
 from .losses import count_present_labels, multitask_loss
 from .modeling_mtl import MultiTaskModel, MultiTaskOutput
-from .pipeline import PIPELINE_TASK, MultiTaskClassificationPipeline, register_pipeline
+from .pipeline import PIPELINE_TASK, MultiTaskClassificationPipeline, predict, register_pipeline
 from .preprocessing import TimmImageProcessor, build_processor, dataset_transform, preprocess, register_processors
 from .safety import UnsafeConfigError, UnsafeWeightsError
 from .tasks import MISSING, TASK_TYPES, TaskSpec
-from .version import __version__ as __version__
+from .version import __version__
 
-_LAZY: dict[str, str] = {
-    "MultiTaskTrainer": "trainer",
-    "MultiTaskTrainingArguments": "training_args",
-    "GradualUnfreezingCallback": "transfer",
-    "apply_freeze_policy": "transfer",
-    "apply_lora": "transfer",
-    "cache_features": "transfer",
-    "MultiTaskDataCollator": "data",
-    "mix_datasets": "data",
-    "task_specs_from_features": "data",
-    "validate_inputs": "data",
-    "validate_labels": "data",
-    "apply_pos_weight": "balancing",
-    "build_balancer": "balancing",
-    "compute_pos_weight": "balancing",
-    "last_complete_checkpoint": "checkpointing",
-    "PushToHubError": "hub",
+_EAGER = {
+    "MISSING": MISSING,
+    "PIPELINE_TASK": PIPELINE_TASK,
+    "TASK_TYPES": TASK_TYPES,
+    "MultiTaskConfig": MultiTaskConfig,
+    "MultiTaskModel": MultiTaskModel,
+    "MultiTaskOutput": MultiTaskOutput,
+    "MultiTaskClassificationPipeline": MultiTaskClassificationPipeline,
+    "TaskSpec": TaskSpec,
+    "TimmImageProcessor": TimmImageProcessor,
+    "build_processor": build_processor,
+    "dataset_transform": dataset_transform,
+    "preprocess": preprocess,
+    "count_present_labels": count_present_labels,
+    "multitask_loss": multitask_loss,
+    "UnsafeConfigError": UnsafeConfigError,
+    "UnsafeWeightsError": UnsafeWeightsError,
+    "__version__": __version__,
 }
-"""Public name → the submodule that defines it, imported on first access."""
+"""Public names of the core, the processors and the pipeline: imported with the package."""
 
-# Model methods that live above the core (prediction, sharing): the core names them, this package says where they are.
-modeling_mtl.MODEL_SERVICES.update(
-    predict="hf_mtl.pipeline:predict",
-    load_processor="hf_mtl.hub:load_processor",
-    push_to_hub="hf_mtl.hub:push_to_hub",
+_LAZY = {
+    "trainer": ["MultiTaskTrainer"],
+    "training_args": ["MultiTaskTrainingArguments"],
+    "transfer": ["GradualUnfreezingCallback", "apply_freeze_policy", "apply_lora", "cache_features"],
+    "data": ["MultiTaskDataCollator", "mix_datasets", "task_specs_from_features", "validate_inputs", "validate_labels"],
+    "balancing": ["apply_pos_weight", "build_balancer", "compute_pos_weight"],
+    "checkpointing": ["last_complete_checkpoint"],
+    "hub": ["PushToHubError"],
+}
+"""Submodule → public names it defines, imported on first access of one of them."""
+
+_SUBMODULES = (
+    "backbones", "cli", "configuration_mtl", "heads", "losses", "metrics", "modeling_mtl", "nonfinite", "pipeline",
+    "preprocessing", "safety", "scripts", "tasks", "version",
 )
+
+
+def _load_processor(model):
+    from .hub import load_processor
+
+    return load_processor(model)
+
+
+def _push_to_hub(model, *args, **kwargs):
+    from .hub import push_to_hub
+
+    return push_to_hub(model, *args, **kwargs)
+
+
+# Model methods that live above the core (prediction, sharing): the core names them, the package provides them.
+modeling_mtl.MODEL_SERVICES.update(predict=predict, load_processor=_load_processor, push_to_hub=_push_to_hub)
 
 AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
@@ -63,21 +88,17 @@ __all__ = [
     "MultiTaskModel",
     "MultiTaskOutput",
     "MultiTaskClassificationPipeline",
-    "TaskSpec",
-    "TimmImageProcessor",
-    "build_processor",
-    "dataset_transform",
-    "preprocess",
-    "UnsafeConfigError",
-    "UnsafeWeightsError",
-    "count_present_labels",
-    "multitask_loss",
     "MultiTaskTrainer",
     "MultiTaskTrainingArguments",
     "GradualUnfreezingCallback",
     "apply_freeze_policy",
     "apply_lora",
     "cache_features",
+    "TaskSpec",
+    "TimmImageProcessor",
+    "build_processor",
+    "dataset_transform",
+    "preprocess",
     "MultiTaskDataCollator",
     "mix_datasets",
     "task_specs_from_features",
@@ -86,23 +107,14 @@ __all__ = [
     "apply_pos_weight",
     "build_balancer",
     "compute_pos_weight",
+    "count_present_labels",
+    "multitask_loss",
     "last_complete_checkpoint",
     "PushToHubError",
+    "UnsafeConfigError",
+    "UnsafeWeightsError",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
+"""The public names: every name of ``_EAGER`` (but ``__version__``) and of ``_LAZY``."""
 
 if TYPE_CHECKING:
     from .balancing import apply_pos_weight, build_balancer, compute_pos_weight
@@ -112,3 +124,11 @@ if TYPE_CHECKING:
     from .trainer import MultiTaskTrainer
     from .training_args import MultiTaskTrainingArguments
     from .transfer import GradualUnfreezingCallback, apply_freeze_policy, apply_lora, cache_features
+else:
+    sys.modules[__name__] = _LazyModule(
+        __name__,
+        globals()["__file__"],
+        {**{name: [] for name in _SUBMODULES}, **_LAZY},
+        module_spec=__spec__,
+        extra_objects=_EAGER,
+    )

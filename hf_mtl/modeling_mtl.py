@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,20 +23,17 @@ from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 
-MODEL_SERVICES: dict[str, str] = {}
-"""Model methods implemented above the core: name → ``"module:function"`` (filled by the package ``__init__``).
-
-`predict` needs preprocessing and the pipeline, `get_processor` and `push_to_hub` the sharing layer; the core only
-names them, so it imports nothing from those layers and they are imported on first use.
-"""
+MODEL_SERVICES: dict[str, Callable[..., Any]] = {}
+"""Model methods implemented above the core: ``predict`` (preprocessing and the pipeline), ``load_processor`` and
+``push_to_hub`` (the sharing layer). The package ``__init__`` fills this, so the core imports nothing from those
+layers and the sharing layer is imported on first use."""
 
 
-def _service(name: str) -> Any:
-    target = MODEL_SERVICES.get(name)
-    if target is None:
+def _service(name: str) -> Callable[..., Any]:
+    service = MODEL_SERVICES.get(name)
+    if service is None:
         raise RuntimeError(f"MultiTaskModel.{name} is provided by the hf_mtl package: `import hf_mtl` first")
-    module, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    return service
 
 
 @dataclass
