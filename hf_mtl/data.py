@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .configuration_mtl import MODEL_INPUT_NAMES
+from .preprocessing import open_image, text_problem
 from .tasks import TASK_TYPES, TaskSpec, is_missing_value
 
 logger = logging.getLogger(__name__)
@@ -363,25 +364,10 @@ def _input_values(dataset: Any, column: str, max_rows: int | None, kind: str, ch
             progress.update(len(values))
 
 
-def text_problem(value: Any, allow_empty: bool = False) -> str | None:
-    """What is wrong with a raw text input (None, not a string, empty unless ``allow_empty``), or None when fine."""
-    if value is None:
-        return "the text is missing (None); fill it in or drop the row (`dataset.filter`)"
-    if not isinstance(value, str):
-        return f"expected a text (str), got {type(value).__name__} {value!r:.80}"
-    if not value.strip() and not allow_empty:
-        return (
-            f"the text is empty ({value!r}); drop the row (`dataset.filter`) or, if empty texts are meant as input, "
-            "pass allow_empty_text=True"
-        )
-    return None
-
-
 def image_problem(value: Any, allow_empty: bool = False, decode: bool = False) -> str | None:
     """What is wrong with a raw image input (a path / datasets ``Image()`` dict), from its header only (``decode``:
     from a full decode); None when fine. ``allow_empty`` is unused: the signature matches [`text_problem`].
     """
-    from .preprocessing import open_image
 
     if value is None:
         return "the image is missing (None); fill it in or drop the row (`dataset.filter`)"

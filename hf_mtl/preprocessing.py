@@ -22,6 +22,8 @@ from transformers.feature_extraction_utils import BatchFeature, FeatureExtractio
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from .configuration_mtl import MultiTaskConfig
+
 logger = logging.getLogger(__name__)
 
 TRAIN_TRANSFORM_DEFAULTS: dict[str, Any] = {"hflip": 0.5, "color_jitter": 0.0, "scale": (0.5, 1.0)}
@@ -84,6 +86,20 @@ def open_image(source: Any, name: str, decode: bool = True) -> Image.Image | Non
         except (OSError, SyntaxError, ValueError) as err:  # truncated / corrupt data past a valid header
             raise ValueError(f"{name} cannot be decoded past its header ({err}); replace it or drop the row") from err
         return opened.copy()
+
+
+def text_problem(value: Any, allow_empty: bool = False) -> str | None:
+    """What is wrong with a raw text input (None, not a string, empty unless ``allow_empty``), or None when fine."""
+    if value is None:
+        return "the text is missing (None); fill it in or drop the row (`dataset.filter`)"
+    if not isinstance(value, str):
+        return f"expected a text (str), got {type(value).__name__} {value!r:.80}"
+    if not value.strip() and not allow_empty:
+        return (
+            f"the text is empty ({value!r}); drop the row (`dataset.filter`) or, if empty texts are meant as input, "
+            "pass allow_empty_text=True"
+        )
+    return None
 
 
 def load_audio(audio: Any, sampling_rate: int | None = None) -> np.ndarray:
@@ -361,8 +377,6 @@ def dataset_transform(
         out = {k: v for k, v in batch.items() if k != input_column}
         values = batch[input_column]
         if isinstance(processor, PreTrainedTokenizerBase):
-            from .data import text_problem
-
             for value in values:
                 problem = text_problem(value, allow_empty_text)
                 if problem is not None:
@@ -391,6 +405,4 @@ def _processor_input_kind(processor: Any) -> str | None:
 
 def register_processors() -> None:
     """Let ``AutoImageProcessor.from_pretrained`` find [`TimmImageProcessor`] by the name it saves."""
-    from .configuration_mtl import MultiTaskConfig
-
     AutoImageProcessor.register(MultiTaskConfig, image_processor_classes={"pil": TimmImageProcessor, "torchvision": TimmImageProcessor}, exist_ok=True)
