@@ -23,7 +23,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -264,6 +264,8 @@ def load_balancer_state(balancer: TaskBalancer, folder: str | os.PathLike) -> bo
 BALANCERS: dict[str, type[TaskBalancer]] = {
     cls.name: cls for cls in (TaskBalancer, UncertaintyWeighting, DynamicWeightAverage, GradNorm, RandomLossWeighting)
 }
+TaskBalancing = Literal["static", "uncertainty", "dwa", "gradnorm", "rlw"]
+"""The names of ``BALANCERS``, as a type for `MultiTaskTrainingArguments.task_balancing`."""
 
 
 def build_balancer(name: str, specs: Sequence[TaskSpec], **kwargs: Any) -> TaskBalancer:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -31,7 +31,8 @@ from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-NONFINITE_POLICIES = ("stop", "skip", "off")
+NonfinitePolicy = Literal["stop", "skip", "off"]
+NONFINITE_POLICIES: tuple[str, ...] = get_args(NonfinitePolicy)
 """Values of ``MultiTaskTrainingArguments.nonfinite_policy``."""
 
 

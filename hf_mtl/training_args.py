@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from typing import Any
+import json
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
 
+import torch
 from transformers import TrainingArguments
 
-VALIDATE_IMAGES = ("header", "decode")
+from .balancing import TaskBalancing
+from .nonfinite import NonfinitePolicy
+from .transfer.freezing import FreezePolicy
+from .transfer.unfreezing import UnfreezeUnit
+
+ValidateImages = Literal["header", "decode"]
+VALIDATE_IMAGES: tuple[str, ...] = get_args(ValidateImages)
 """Values of ``MultiTaskTrainingArguments.validate_images``."""
 
 
 def multi_process_without_accelerator() -> bool:
     """True in a multi-process launch (``WORLD_SIZE`` > 1) on a machine with no GPU or other accelerator."""
-    import os
-
-    import torch
-
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     accelerator = getattr(torch, "accelerator", None)
     if accelerator is not None and hasattr(accelerator, "is_available"):
         return not accelerator.is_available()
     return not torch.cuda.is_available()
+
+
+ENUMERATED_FIELDS = ("freeze_policy", "unfreeze_unit", "validate_images", "task_balancing", "nonfinite_policy")
+"""The fields of `MultiTaskTrainingArguments` typed ``Literal[...]`` (with ``choices``), checked in ``__post_init__``."""
 
 
 @dataclass
@@ -42,12 +51,13 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Log each task's mean loss over the logging window as `loss_<task>`."}
     )
     # -- transfer learning (hf_mtl.transfer) --------------------------------------------------------------------------
-    freeze_policy: str | None = field(
+    freeze_policy: FreezePolicy | None = field(
         default=None,
         metadata={
             "help": "What trains: `heads` (backbone frozen), `top_n` (the top `freeze_top_n` backbone blocks too), "
             "`full`, or `auto` (picked from training samples per label and backbone size, and logged). Unset leaves "
-            "`requires_grad` as the model has it. Frozen parts keep BatchNorm statistics and dropout in eval mode."
+            "`requires_grad` as the model has it. Frozen parts keep BatchNorm statistics and dropout in eval mode.",
+            "choices": list(get_args(FreezePolicy)),
         },
     )
     freeze_top_n: int = field(
@@ -74,7 +84,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
             "this many epochs or steps (`unfreeze_unit`), starting from what `freeze_policy` left trainable."
         },
     )
-    unfreeze_unit: str = field(default="epoch", metadata={"help": "Gradual unfreezing schedule unit: epoch or step."})
+    unfreeze_unit: UnfreezeUnit = field(
+        default="epoch",
+        metadata={"help": "Gradual unfreezing schedule unit: epoch or step.", "choices": list(get_args(UnfreezeUnit))},
+    )
     unfreeze_blocks_per_stage: int = field(default=1, metadata={"help": "Backbone blocks unfrozen at each stage."})
     feature_cache: bool = field(
         default=False,
@@ -106,19 +119,20 @@ class MultiTaskTrainingArguments(TrainingArguments):
         metadata={"help": "Encode every training label once before training; a bad value fails at once, naming task, "
                   "column and row."},
     )
-    validate_images: str = field(
+    validate_images: ValidateImages = field(
         default="header",
         metadata={"help": "How image inputs are checked before training (with `validate_labels`): `header` reads each "
                   "file's header (cheap: missing and unreadable files), `decode` decodes every image once (also files "
                   "corrupt past a valid header, which would otherwise fail when first read, mid-training).",
                   "choices": list(VALIDATE_IMAGES)},
     )
-    task_balancing: str = field(
+    task_balancing: TaskBalancing = field(
         default="static",
         metadata={
             "help": "How task losses combine: `static` (each task's `loss_weight`), `uncertainty` (Kendall et al. "
             "2018), `dwa` (dynamic weight averaging), `gradnorm` (GradNorm at the pooled features) or `rlw` (random "
-            "loss weighting). Dynamic weights multiply `loss_weight` and are logged as `task_weight_<task>`."
+            "loss weighting). Dynamic weights multiply `loss_weight` and are logged as `task_weight_<task>`.",
+            "choices": list(get_args(TaskBalancing)),
         },
     )
     task_balancing_kwargs: dict[str, Any] | str | None = field(
@@ -131,14 +145,14 @@ class MultiTaskTrainingArguments(TrainingArguments):
         metadata={"help": "Learning rate of learnable task weights (uncertainty, gradnorm); follows the LR schedule."},
     )
     # -- numerical safety (hf_mtl.nonfinite) --------------------------------------------------------------------------
-    nonfinite_policy: str = field(
+    nonfinite_policy: NonfinitePolicy = field(
         default="stop",
         metadata={
             "help": "What a NaN/inf in an input, a label, a task loss or the gradients does: `stop` (raise a "
             "FloatingPointError naming the step and the task/input; the bad update is not applied), `skip` (skip that "
             "optimizer step, warn, and log the count as `nonfinite_skipped_steps`) or `off` (stock Trainer: the update "
             "is applied). NaN labels mean 'missing' and are never an error.",
-            "choices": ["stop", "skip", "off"],
+            "choices": list(get_args(NonfinitePolicy)),
         },
     )
 
@@ -148,19 +162,12 @@ class MultiTaskTrainingArguments(TrainingArguments):
             # undistributed run unless told cpu=True; with it the processes form one gloo group and train one model
             self.use_cpu = True
         super().__post_init__()
-        from .balancing import BALANCERS
-
-        if self.task_balancing not in BALANCERS:  # fail at argument parsing, not after the model is built
-            raise ValueError(f"unknown task_balancing {self.task_balancing!r}; choose one of {sorted(BALANCERS)}")
-        if self.validate_images not in VALIDATE_IMAGES:
-            raise ValueError(f"unknown validate_images {self.validate_images!r}; choose 'header' or 'decode'")
-        from .nonfinite import NONFINITE_POLICIES
-
-        if self.nonfinite_policy not in NONFINITE_POLICIES:
-            raise ValueError(f"unknown nonfinite_policy {self.nonfinite_policy!r}; choose one of {list(NONFINITE_POLICIES)}")
+        fields_by_name = {spec.name: spec for spec in fields(self)}
+        for name in ENUMERATED_FIELDS:  # fail at argument parsing, not after the model is built
+            choices, value = fields_by_name[name].metadata["choices"], getattr(self, name)
+            if value is not None and value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
         if isinstance(self.task_balancing_kwargs, str):
-            import json
-
             try:
                 self.task_balancing_kwargs = json.loads(self.task_balancing_kwargs)
             except json.JSONDecodeError as err:

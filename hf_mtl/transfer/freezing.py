@@ -10,6 +10,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from torch import nn
 
@@ -17,7 +18,8 @@ from .blocks import backbone_blocks, unwrap_multitask_model
 
 logger = logging.getLogger(__name__)
 
-FREEZE_POLICIES = ("heads", "top_n", "full", "auto")
+FreezePolicy = Literal["heads", "top_n", "full", "auto"]
+FREEZE_POLICIES: tuple[str, ...] = get_args(FreezePolicy)
 
 AUTO_HEADS_BELOW = 100
 """``auto``: fewer training samples per label than this → only the heads train."""

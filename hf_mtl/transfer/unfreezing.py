@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Literal, get_args
 
 from transformers import TrainerCallback
 
@@ -12,7 +13,8 @@ from .freezing import count_trainable_blocks, set_trainable_blocks, trainable_ta
 
 logger = logging.getLogger(__name__)
 
-UNFREEZE_UNITS = ("epoch", "step")
+UnfreezeUnit = Literal["epoch", "step"]
+UNFREEZE_UNITS: tuple[str, ...] = get_args(UnfreezeUnit)
 
 
 class GradualUnfreezingCallback(TrainerCallback):
