@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 import os
 from typing import Any
 
+import timm
 import torch
+from safetensors.torch import load_file
+from timm.models import clean_state_dict, remap_state_dict
 from torch import nn
+from transformers import AutoConfig, AutoModel
+
+from .safety import check_backbone_name, read_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +24,6 @@ TRANSFORMERS_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "pi
 
 def detect_backbone_library(name: str) -> str:
     """``"timm"`` for a timm architecture name (or ``hf-hub:`` / ``timm/`` id), else ``"transformers"``."""
-    import timm
-
     if name.startswith(("hf-hub:", "timm/")) or timm.is_model(name):
         return "timm"
     return "transformers"
@@ -26,10 +31,6 @@ def detect_backbone_library(name: str) -> str:
 
 def backbone_config_dict(name: str) -> dict[str, Any]:
     """The transformers backbone's own config as a dict, stored in ours so the model rebuilds offline."""
-    from transformers import AutoConfig
-
-    from .safety import check_backbone_name
-
     check_backbone_name(name)
     if os.path.isdir(name) and not os.path.isfile(os.path.join(name, "config.json")):
         raise ValueError(
@@ -49,10 +50,6 @@ def backbone_config_dict(name: str) -> dict[str, Any]:
 
 def _close_timm_names(name: str) -> str:
     """``"; did you mean ..."`` with the closest timm architecture names, for typos."""
-    import difflib
-
-    import timm
-
     close = difflib.get_close_matches(name.split("/")[-1], timm.list_models(), n=3, cutoff=0.8)
     return f"; did you mean {', '.join(repr(c) for c in close)}? (`timm.list_models()` lists them)" if close else ""
 
@@ -65,8 +62,6 @@ class Backbone(nn.Module):
         self.library = config.backbone_library
         self.pooling = config.pooling
         if self.library == "timm":
-            import timm
-
             name = config.backbone.removeprefix("timm/")
             if name.startswith("hf-hub:"):
                 raise ValueError("give the timm architecture name as `backbone`; hf-hub ids load via `weights`")
@@ -81,8 +76,6 @@ class Backbone(nn.Module):
             self.num_features = int(self.model.num_features)
             self._input_names: tuple[str, ...] = ("pixel_values",)
         else:
-            from transformers import AutoConfig, AutoModel
-
             if not config.backbone_config:
                 raise ValueError("a transformers backbone needs `backbone_config` (use MultiTaskModel.from_backbone)")
             backbone_cfg = dict(config.backbone_config)
@@ -162,17 +155,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"backbone weights file {path!r} does not exist")
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    from .safety import read_weights_file
-
+        return clean_state_dict(load_file(path))
     state = read_weights_file(path)  # torch.load(weights_only=True): refuses pickled objects, naming the file
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"{path!r} does not hold a state dict")
-    return state
+    return clean_state_dict(state)  # timm's: drops the `module.` prefix a DataParallel checkpoint has
 
 
 def load_timm_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str = "weights") -> None:
@@ -180,7 +169,8 @@ def load_timm_weights(model: nn.Module, state: dict[str, torch.Tensor], source: 
 
     Keys that match are copied by name. A checkpoint from another implementation of the same architecture (e.g. the
     original EfficientNet-Lite0 release) has other names but the same tensors in the same order: then entries are
-    matched by position and shape. Extra trailing entries (the dropped classifier) are ignored.
+    matched by position and shape (timm's ``remap_state_dict``). Extra trailing entries (the dropped classifier) are
+    ignored.
     """
     target = model.state_dict()
     if set(target) <= set(state):
@@ -191,14 +181,10 @@ def load_timm_weights(model: nn.Module, state: dict[str, torch.Tensor], source: 
             raise ValueError(
                 f"{source}: has {len(source_items)} tensors, the backbone needs {len(target)}; wrong architecture?"
             )
-        mapped = {}
-        for (key, tensor), (src_key, src_tensor) in zip(target.items(), source_items):
-            if tuple(tensor.shape) != tuple(src_tensor.shape):
-                raise ValueError(
-                    f"{source}: tensor {src_key!r} has shape {tuple(src_tensor.shape)} but the backbone's {key!r} "
-                    f"expects {tuple(tensor.shape)}; the weights do not belong to this architecture"
-                )
-            mapped[key] = src_tensor
+        try:
+            mapped = remap_state_dict(dict(source_items[: len(target)]), model, allow_reshape=False)
+        except AssertionError as err:  # timm names both tensors and shapes
+            raise ValueError(f"{source}: {err} The weights do not belong to this architecture") from err
         extra = [k for k, _ in source_items[len(target):]]
         if extra:
             logger.info("%s: ignored %d trailing tensors (classifier): %s", source, len(extra), extra)

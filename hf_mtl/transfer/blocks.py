@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
+
+from ..modeling_mtl import MultiTaskModel
 
 logger = logging.getLogger(__name__)
 
@@ -18,19 +21,13 @@ BACKBONE_PREFIX = "backbone.model."
 
 
 def unwrap_multitask_model(model: nn.Module) -> nn.Module:
-    """The [`MultiTaskModel`] inside a PEFT / accelerate wrapper (or the model itself)."""
-    from ..modeling_mtl import MultiTaskModel
-
-    seen = model
-    for _ in range(4):
-        if isinstance(seen, MultiTaskModel):
-            return seen
-        if hasattr(seen, "get_base_model"):
-            seen = seen.get_base_model()
-        elif hasattr(seen, "module"):
-            seen = seen.module
-        else:
-            break
+    """The [`MultiTaskModel`] inside accelerate's wrappers (DDP, FSDP, DeepSpeed, ``torch.compile``: accelerate's
+    ``extract_model_from_parallel``) and a PEFT wrapper (``get_base_model``), or the model itself."""
+    inner = extract_model_from_parallel(model, keep_torch_compile=False)
+    if hasattr(inner, "get_base_model"):
+        inner = extract_model_from_parallel(inner.get_base_model(), keep_torch_compile=False)
+    if isinstance(inner, MultiTaskModel):
+        return inner
     raise TypeError(f"expected a MultiTaskModel (optionally PEFT-wrapped), got {type(model).__name__}")
 
 
