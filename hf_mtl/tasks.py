@@ -64,7 +64,31 @@ def is_missing_value(value: Any) -> bool:
 
 @dataclass
 class TaskSpec:
-    """One task of a multi-task model: what it predicts and how its head is built."""
+    """One task of a multi-task model: what it predicts and how its head is built (an entry of a recipe's ``tasks:``).
+
+    Args:
+        name (`str`): an identifier; also the default dataset column of its labels and the prefix of its metrics.
+        type (`str`): one of ``TASK_TYPES``: `multilabel` (a sigmoid per label), `binary` (one sigmoid), `multiclass`
+            (softmax over classes), `ordinal` (ordered classes, CORAL: K-1 rank-consistent logits) or `regression`.
+        labels (`list[str]`, *optional*): label names (multilabel), class names (multiclass; lowest to highest for
+            ordinal), `[positive]` or `[negative, positive]` (binary), output names (regression).
+        num_outputs (`int`, *optional*): the number of outputs when `labels` is not given (ordinal: K-1 for K classes).
+        hidden_sizes (`list[int]`): widths of the head's hidden layers; empty: one linear (or CORAL) layer.
+        activation (`str`): hidden-layer activation, one of ``HEAD_ACTIVATIONS``.
+        dropout (`float`): dropout before each head layer, in [0, 1).
+        loss_weight (`float`): the task's weight in the summed loss (>= 0).
+        pos_weight (`list[float]`, *optional*): per-output positive weight of the binary cross-entropy (types with
+            ``uses_pos_weight``: multilabel, binary); see ``hf_mtl.balancing.compute_pos_weight``.
+        thresholds (`list[float]`, *optional*): per-output decision thresholds in [0, 1] (types with
+            ``uses_thresholds``: multilabel, binary); default 0.5, tuned by ``MultiTaskTrainer.tune_thresholds``.
+
+    In YAML::
+
+        tasks:
+          - {name: tags, type: multilabel, labels: [red, round, soft]}
+          - {name: severity, type: ordinal, labels: [none, mild, moderate, severe]}
+          - {name: price, type: regression, hidden_sizes: [64], loss_weight: 0.5}
+    """
 
     name: str
     type: str
