@@ -3,18 +3,15 @@ weights, and they equal one process with twice the batch (uncertainty weighting 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.multiprocess import REPO, TIMEOUT, accelerate_launch, launch_env, requires_accelerate
+
 STRATEGIES = ("uncertainty", "dwa")
 
 SCRIPT = textwrap.dedent(
@@ -46,25 +43,14 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _accelerate() -> str | None:
-    local = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    return local if os.path.exists(local) else shutil.which("accelerate")
-
-
-@pytest.mark.skipif(_accelerate() is None, reason="accelerate CLI not installed")
+@requires_accelerate
 def test_two_processes_share_task_weights_equal_to_one_process(tmp_path):
     script = tmp_path / "train_balanced.py"
     script.write_text(SCRIPT.format(strategies=STRATEGIES))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
-           "HF_HOME": str(tmp_path / "hf_home")}
-    # `--cpu` makes accelerate run ONE process; `--multi_gpu` is its torchrun launcher, on CPU (gloo) with use_cpu=True.
-    launch = [_accelerate(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-              "--dynamo_backend", "no", "--main_process_port", "0", str(script), str(tmp_path / "two"), "4"]
-    two = subprocess.run(launch, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
-    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-5000:]
+    accelerate_launch([str(script), str(tmp_path / "two"), "4"], tmp_path).check()
     assert (tmp_path / "two" / f"{STRATEGIES[0]}_rank1.safetensors").is_file(), "accelerate started only one process"
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "8"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=420)
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "8"], cwd=REPO, env=launch_env(tmp_path),
+                         capture_output=True, text=True, timeout=TIMEOUT)
     assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-5000:]
     for strategy in STRATEGIES:
         rank0 = load_file(tmp_path / "two" / f"{strategy}_rank0.safetensors")

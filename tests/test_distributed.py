@@ -3,35 +3,18 @@ batch, with missing labels spread unevenly over the processes and part of the ba
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-
-import pytest
 import torch
 
-from tests.recipe_helpers import REPO, load_weights, tiny_recipe, write_image_dataset, write_recipe
+from tests.multiprocess import accelerate_launch, requires_accelerate
+from tests.recipe_helpers import load_weights, tiny_recipe, write_image_dataset, write_recipe
 
-pytestmark = pytest.mark.skipif(shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None
-                                and shutil.which("accelerate") is None, reason="accelerate CLI not installed")
-
-
-def _accelerate() -> str:
-    local = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    return local if os.path.exists(local) else shutil.which("accelerate")
+pytestmark = requires_accelerate
 
 
-def _launch(num_processes: int, recipe, tmp_path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "HF_HOME": str(tmp_path / "hf_home")}
-    # accelerate 1.x: `--cpu` runs ONE process; several CPU processes go through the torchrun launcher (--multi_gpu),
-    # and hf_mtl's recipe parser then sets use_cpu so they form one gloo group
-    launcher = ["--multi_gpu"] if num_processes > 1 else ["--cpu"]
-    command = [_accelerate(), "launch", *launcher, "--num_processes", str(num_processes), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-               "-m", "hf_mtl.cli", "train", str(recipe), *overrides]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
+def _launch(num_processes: int, recipe, tmp_path, *overrides: str):
+    # hf_mtl's recipe parser sets use_cpu, so the torchrun-launched processes form one gloo group
+    return accelerate_launch(["-m", "hf_mtl.cli", "train", str(recipe), *overrides], tmp_path,
+                             num_processes=num_processes).check()
 
 
 def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path):
@@ -44,7 +27,6 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path):
                     heads_only_epochs=1, max_eval_samples=8, validation_split=0.2, save_strategy="steps", save_steps=2),
     )
     two = _launch(2, recipe, tmp_path, "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4")
-    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-5000:]
     assert "parallel_mode != ParallelMode.DISTRIBUTED" not in two.stderr  # the two processes really formed one group
     # Atomic checkpoints (hf_mtl.checkpointing): both processes wrote their RNG state into the one staging folder, the
     # main process renamed it once, and no staging folder is left.
@@ -52,8 +34,7 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path):
         names = {p.name for p in (tmp_path / "two" / f"checkpoint-{step}").iterdir()}
         assert {"trainer_state.json", "model.safetensors", "rng_state_0.pth", "rng_state_1.pth"} <= names, names
     assert not [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith("_tmp-")]
-    one = _launch(1, recipe, tmp_path, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "8")
-    assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-5000:]
+    _launch(1, recipe, tmp_path, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "8")
     w2, w1 = load_weights(tmp_path / "two"), load_weights(tmp_path / "one")
     initial = _initial_weights(tmp_path)
     assert w1.keys() == w2.keys()

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments
-from tests.recipe_helpers import REPO
+from tests.multiprocess import accelerate_launch, requires_accelerate
 from tests.tiny_models import synthetic_rows, timm_model
 
 POISONED_ROW = 5  # batch size 4, sequential: the poisoned row is in the 2nd optimizer step of every epoch
@@ -190,19 +186,12 @@ with open(f"{out}/rank{rank}.json", "w") as handle:
 '''
 
 
+@requires_accelerate
 def test_two_processes_skip_the_same_step(tmp_path):
     """A real 2-process `accelerate launch` (gloo, CPU): a NaN row on one process makes both skip the same step."""
-    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    accelerate = accelerate if os.path.exists(accelerate) else shutil.which("accelerate")
-    if accelerate is None:
-        pytest.skip("accelerate CLI not installed")
     script = tmp_path / "ddp_nonfinite.py"
     script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-               "no", "--dynamo_backend", "no", "--main_process_port", "0", str(script), str(tmp_path)]
-    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    run = accelerate_launch([str(script), str(tmp_path)], tmp_path).check()
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in reports] == [2, 2]
     assert [r["skipped"] for r in reports] == [[2], [2]]

@@ -112,7 +112,9 @@ def run(
         )
     except ValueError as err:
         raise RecipeError(str(err)) from err
-    train_raw, eval_raw = load_recipe_datasets(data_args, seed=training_args.seed)
+    # The main process builds the `datasets` Arrow caches (load, split, map) first; the others then read them.
+    with training_args.main_process_first(desc="load the recipe's datasets"):
+        train_raw, eval_raw = load_recipe_datasets(data_args, seed=training_args.seed)
     model = build_model(model_args)
     specs = model.task_specs
     check_labels(train_raw, specs, data_args, "train")
@@ -146,9 +148,13 @@ def run(
         heads_metrics = stage.evaluate() if eval_ds is not None else {}
         if stage.is_world_process_zero() and heads_metrics:
             print("\n== after the heads-only stage ==\n" + format_metrics(heads_metrics, specs), flush=True)
-        del stage
-        if os.path.isdir(heads_args.output_dir) and not os.listdir(heads_args.output_dir):
+        # Only the main process removes the stage's empty folder; the others wait, so none races it to the removal
+        # (or sees a half-removed tree) and the main stage starts on every process from the same file-system state.
+        if stage.is_world_process_zero() and os.path.isdir(heads_args.output_dir) \
+                and not os.listdir(heads_args.output_dir):
             os.rmdir(heads_args.output_dir)
+        stage.accelerator.wait_for_everyone()
+        del stage
         if training_args.freeze_policy is None:
             # Stage 1 froze the backbone; an unset policy would silently keep it frozen for the fine-tuning stage.
             logger.warning("no freeze_policy for the main stage after the heads-only stage: fine-tuning everything ('full')")
