@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hf_mtl-installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-quick test-stress lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The quick loop while working: everything but the tests marked slow (launches, SIGKILL, README snippets).
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+# Multi-process, kill/resume and Hub-server tests 10x, then the whole suite twice, beside a CPU hog (tests/stress.py).
+STRESS_ARGS ?=
+test-stress: $(STAMP)
+	$(PY) tests/stress.py $(STRESS_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hf_mtl tests benchmarks recipes

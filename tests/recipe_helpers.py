@@ -13,6 +13,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from tests.multiprocess import TIMEOUT
 from tests.tiny_models import MIXED_TASKS, synthetic_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def write_recipe(path: Path, recipe: dict[str, Any]) -> Path:
     return path
 
 
-def run_cli(*args: str, timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: int = TIMEOUT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m hf_mtl.cli ...`` in a fresh process, offline, on one CPU thread."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     full_env.update(env or {})

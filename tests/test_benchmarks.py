@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.common import SCHEMA_KEYS
+from tests.multiprocess import TIMEOUT
 from tests.tiny_models import IMAGE_SIZE, TIMM_BACKBONE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +135,7 @@ def test_script_runs_from_the_command_line(tmp_path):
     """`python benchmarks/<name>.py` works from a checkout, without installing `benchmarks`."""
     result = subprocess.run(
         [sys.executable, "benchmarks/gpu.py", "--quick", "--output-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "gpu.json").read_text())["benchmark"] == "gpu"

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.multiprocess import TIMEOUT
 from tests.recipe_helpers import REPO, load_weights, run_cli, tiny_recipe, write_image_dataset, write_recipe
 
 MAX_STEPS, SAVE_STEPS = 6, 2  # 18 train rows / batch 4: 5 steps an epoch, so step 3 is mid-epoch
@@ -71,7 +72,7 @@ def run_killed(mode: str, step: int, *train_args: str) -> subprocess.CompletedPr
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run(
         [sys.executable, "-m", "tests.test_faults", mode, str(step), *train_args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT,
     )
 
 
@@ -273,7 +274,7 @@ def test_push_with_the_hub_down_keeps_the_files_and_a_retry_succeeds(local_hub, 
     # ... or uploading the kept folder exactly as the message says (huggingface_hub's own `hf upload`).
     command = _retry_command(err)
     uploaded = subprocess.run([str(Path(sys.executable).with_name("hf")), *command[1:]], capture_output=True,
-                              text=True, timeout=120, env={**os.environ, "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
+                              text=True, timeout=TIMEOUT, env={**os.environ, "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
     assert uploaded.returncode == 0, uploaded.stderr[-3000:]
     assert local_hub.token not in uploaded.stdout + uploaded.stderr
 

@@ -24,6 +24,7 @@ import hf_mtl
 from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments
 from hf_mtl.hub import CHART_FILENAME, TEMPLATE_NAME, task_eval_results
 from tests.hub_fixtures import LocalHubHandle
+from tests.multiprocess import TIMEOUT
 from tests.test_pipeline import tiny_tokenizer
 from tests.tiny_models import IMAGE_SIZE, MIXED_TASKS, bert_model, images, synthetic_rows, timm_model
 
@@ -34,7 +35,7 @@ LOGGERS = ("", "hf_mtl", "transformers", "huggingface_hub", "httpx", "httpcore",
 def run_python(code: str, env: dict[str, str], cwd: Path) -> str:
     """Run ``code`` in a fresh interpreter (so HF_HUB_OFFLINE / HF_HUB_CACHE are read at import) and return stdout."""
     result = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
     assert result.returncode == 0, f"subprocess failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result.stdout

@@ -47,6 +47,7 @@ from huggingface_hub.errors import (
 
 from tests.hub_fixtures import LocalHubHandle  # the `local_hub` fixture comes from tests/conftest.py
 from tests.hub_server import LocalHub
+from tests.multiprocess import TIMEOUT
 
 BINARY = bytes(range(256)) * 4 + b"\x00\xff\x00"
 
@@ -316,7 +317,7 @@ def test_offline_mode_loads_from_cache_in_subprocess(local_hub: LocalHubHandle) 
     # before huggingface_hub is imported, hence the subprocess.
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -21,6 +21,7 @@ from hf_mtl.metrics import (
     per_label_metrics,
     tune_thresholds,
 )
+from tests.multiprocess import TIMEOUT
 from tests.tiny_models import MIXED_TASKS, timm_model
 
 SPECS = {t["name"]: TaskSpec.from_dict(t) for t in MIXED_TASKS}
@@ -131,7 +132,7 @@ def test_evaluate_load_works_offline_by_path(tmp_path):
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9",
            "HF_HOME": str(tmp_path / "hf_home")}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[1.0, 1.0]"
     metric = load_metric("regression")

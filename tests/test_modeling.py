@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModel, BertModel, ViTConfig, Wav2Vec2Config
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskOutput
+from tests.multiprocess import TIMEOUT
 from tests.tiny_models import IMAGE_SIZE, MIXED_TASKS, bert_model, images, random_labels, timm_model, tiny_bert_config
 
 EXPECTED_SHAPES = {"tags": (5, 3), "kind": (5, 3), "score": (5, 1), "flag": (5, 1)}
@@ -159,7 +160,7 @@ def test_automodel_loads_after_importing_hf_mtl_only(tmp_path):
         print("ok")
     """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=TIMEOUT)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.multiprocess import TIMEOUT
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -21,7 +23,7 @@ def _section_code(heading: str) -> str:
 
 def test_quickstart_runs_and_learns(tmp_path):
     code = _section_code("Quickstart")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics_line = next(line for line in result.stdout.splitlines() if "eval_sentiment_accuracy" in line)
     metrics = ast.literal_eval(metrics_line)  # the dict the snippet printed
@@ -32,7 +34,7 @@ def test_quickstart_runs_and_learns(tmp_path):
 
 def test_reliability_example_runs(tmp_path):
     code = _section_code("Reliability and security")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "train_dataset: task 'tags', column 'tags', row 0: label value 2" in out

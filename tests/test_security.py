@@ -30,6 +30,7 @@ from hf_mtl import (
 )
 from hf_mtl.heads import ACTIVATIONS
 from tests.hub_fixtures import LocalHubHandle
+from tests.multiprocess import TIMEOUT
 from tests.recipe_helpers import run_cli, tiny_recipe, write_image_dataset, write_recipe
 from tests.tiny_models import MIXED_TASKS, TIMM_BACKBONE, bert_model, synthetic_rows, timm_model
 
@@ -406,7 +407,7 @@ def test_repo_with_remote_code_loads_as_plain_hf_mtl_in_a_fresh_process(
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     env.pop("HF_TOKEN", None)  # a public repo: loading needs no token
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=TIMEOUT,
                             cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
     assert not marker.exists(), "repo code ran"
@@ -563,7 +564,7 @@ def test_processor_files_asking_for_remote_code_run_nothing_even_when_stdin_says
             print("REFUSED", err)
     """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=TIMEOUT,
                             cwd=tmp_path, input="y\ny\ny\n")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "['flag', 'kind', 'score', 'tags']" in result.stdout
