@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -43,6 +44,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @requires_accelerate
 def test_two_processes_share_task_weights_equal_to_one_process(tmp_path):
     script = tmp_path / "train_balanced.py"

@@ -3,12 +3,13 @@ batch, with missing labels spread unevenly over the processes and part of the ba
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.multiprocess import accelerate_launch, requires_accelerate
 from tests.recipe_helpers import load_weights, tiny_recipe, write_image_dataset, write_recipe
 
-pytestmark = requires_accelerate
+pytestmark = [requires_accelerate, pytest.mark.slow]
 
 
 def _launch(num_processes: int, recipe, tmp_path, *overrides: str):

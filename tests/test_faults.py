@@ -104,6 +104,7 @@ def _complete(folder: Path) -> bool:
     return (folder / "trainer_state.json").is_file() and (folder / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_and_mid_checkpoint_write_then_resume_equals_uninterrupted(reference, tmp_path):
     """One run killed twice: mid-epoch after checkpoint-2; then, resumed from it, while writing checkpoint-4. The
     final ``--resume_from_checkpoint true`` still ends with the weights of the uninterrupted run."""

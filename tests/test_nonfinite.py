@@ -186,6 +186,7 @@ with open(f"{out}/rank{rank}.json", "w") as handle:
 '''
 
 
+@pytest.mark.slow
 @requires_accelerate
 def test_two_processes_skip_the_same_step(tmp_path):
     """A real 2-process `accelerate launch` (gloo, CPU): a NaN row on one process makes both skip the same step."""

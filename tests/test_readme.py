@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.multiprocess import TIMEOUT
+
+pytestmark = pytest.mark.slow  # each runs a README section in a fresh interpreter
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -7,6 +7,7 @@ checkpoint has already drawn the next batch's augmentation, and a resumed run au
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import TrainerCallback
 
@@ -26,6 +27,7 @@ class StopAfterCheckpoint(TrainerCallback):
             control.should_training_stop = True
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
     data = write_image_dataset(tmp_path / "data", 24, seed=2)
     tasks = [dict(task, dropout=0.2) if task["name"] == "kind" else task for task in MIXED_TASKS]
