@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.hub_fixtures import LocalHubHandle
 from tests.recipe_helpers import run_cli, tiny_recipe, write_image_dataset, write_recipe
+
+pytestmark = pytest.mark.slow  # each test runs the CLI in fresh processes
 
 
 def test_train_eval_predict_push(tmp_path, local_hub: LocalHubHandle):

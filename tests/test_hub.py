@@ -102,6 +102,7 @@ def test_model_card_template_ships_inside_the_package() -> None:
     assert packaged.read_bytes() == source.read_bytes(), "copy model_cards/ template to hf_mtl/templates/"
 
 
+@pytest.mark.slow
 def test_push_load_fresh_process_revision_and_offline(local_hub: LocalHubHandle, tmp_path: Path) -> None:
     tasks = [dict(MIXED_TASKS[0], thresholds=[0.3, 0.5, 0.7]), *MIXED_TASKS[1:]]
     model = timm_model(tasks=tasks)
@@ -257,6 +258,7 @@ def test_trainer_push_to_hub_card_recipe_and_token_never_written_or_logged(
     assert all(token not in repr(record) for record in local_hub.server.requests)
 
 
+@pytest.mark.slow
 def test_text_model_push_load_and_card_snippet_runs(local_hub: LocalHubHandle, tmp_path: Path) -> None:
     model = bert_model()
     tokenizer = tiny_tokenizer()
@@ -293,6 +295,7 @@ def test_text_model_push_load_and_card_snippet_runs(local_hub: LocalHubHandle, t
     assert "'kind'" in stdout and "'tags'" in stdout and "'top_k'" in stdout
 
 
+@pytest.mark.slow
 def test_readme_hub_example_runs(local_hub: LocalHubHandle, tmp_path: Path) -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     section = readme.split("## Sharing on the Hub and predicting", 1)[1].split("\n## ", 1)[0]

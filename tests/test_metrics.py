@@ -123,6 +123,7 @@ def test_trainer_compute_metrics_and_per_label_table():
     assert quiet.per_label_metrics == compute.per_label_metrics
 
 
+@pytest.mark.slow
 def test_evaluate_load_works_offline_by_path(tmp_path):
     code = (
         "import evaluate, json\n"

@@ -141,6 +141,7 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path, make):
     assert loaded.config.task_names == model.config.task_names
 
 
+@pytest.mark.slow
 def test_automodel_loads_after_importing_hf_mtl_only(tmp_path):
     model = timm_model().eval()
     model.save_pretrained(tmp_path)

@@ -70,6 +70,7 @@ def test_bad_override_and_unreadable_files(tmp_path, data_file):
         parse_recipe(tmp_path / "list.yaml")
 
 
+@pytest.mark.slow
 def test_cli_rejects_unknown_backbone_before_training(tmp_path, data_file):
     """A backbone that is no timm name, no folder and not on the (unreachable) Hub: exit 2, the key named, nothing run."""
     recipe = write_recipe(tmp_path / "r.yaml", tiny_recipe(data_file, tmp_path / "out", backbone="no-org/no-model-xyz"))
