@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hf_mtl.tasks import TASK_TYPES
+from tests.multiprocess import TIMEOUT
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "hf_mtl"
@@ -141,7 +142,7 @@ def test_nothing_outside_tasks_compares_a_task_type_string():
 
 def _fresh_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT,
         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
     )
 
