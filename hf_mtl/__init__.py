@@ -61,7 +61,7 @@ _SUBMODULES = (
 
 
 def _load_processor(model):
-    from .hub import load_processor
+    from .processor_loading import load_processor
 
     return load_processor(model)
 

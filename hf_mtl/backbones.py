@@ -15,11 +15,11 @@ from timm.models import clean_state_dict, remap_state_dict
 from torch import nn
 from transformers import AutoConfig, AutoModel
 
+from .configuration_mtl import MODEL_INPUT_NAMES
 from .safety import check_backbone_name, read_weights_file
 
 logger = logging.getLogger(__name__)
 
-TRANSFORMERS_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "pixel_values", "input_values")
 
 
 def detect_backbone_library(name: str) -> str:
@@ -85,7 +85,7 @@ class Backbone(nn.Module):
             self.model = AutoModel.from_config(AutoConfig.for_model(model_type, **backbone_cfg))
             self.num_features = _feature_size(self.model.config)
             accepted = inspect.signature(self.model.forward).parameters
-            names = [name for name in TRANSFORMERS_INPUT_NAMES if name in accepted]
+            names = [name for name in MODEL_INPUT_NAMES if name in accepted]
             # The backbone's main input (input_ids / pixel_values / input_values) comes first: it is ours too.
             main = getattr(self.model, "main_input_name", None)
             if main in names:

@@ -322,7 +322,10 @@ def apply_pos_weight(config_or_model: Any, pos_weight: Mapping[str, Sequence[flo
 
 
 class TaskBalancingCallback(TrainerCallback):
-    """Keeps a balancer in step with the optimizer: averages its gradients over processes, then calls ``step()``."""
+    """Keeps a balancer in step with the optimizer: averages its gradients over processes, then calls ``step()``.
+
+    Its state is saved by [`MultiTaskTrainer`] into the staging folder of each checkpoint (before the atomic rename
+    that publishes it, so it is in every published and pushed checkpoint) and restored on resume."""
 
     def __init__(self, balancer: TaskBalancer, accelerator: Any = None) -> None:
         self.balancer = balancer
@@ -334,11 +337,6 @@ class TaskBalancingCallback(TrainerCallback):
         for param in self.balancer.parameters():
             if param.grad is not None:  # not inside DDP: average like DDP does for the model
                 param.grad = self.accelerator.reduce(param.grad, reduction="mean")
-
-    def on_save(self, args, state, control, **kwargs):
-        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        if state.is_world_process_zero and os.path.isdir(folder):
-            save_balancer_state(self.balancer, folder)
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.balancer.step()

@@ -14,8 +14,17 @@ from .version import __version__
 
 BACKBONE_LIBRARIES = ("timm", "transformers")
 POOLING_MODES = ("auto", "cls", "mean", "pooler")
-MODEL_INPUT_NAMES = ("pixel_values", "input_ids", "attention_mask", "token_type_ids", "input_values", "features")
-"""The inputs `MultiTaskModel.forward` takes besides labels (the collator keeps these columns; no task may use them)."""
+MODEL_INPUT_NAMES = (
+    "pixel_values",
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "input_values",
+    "input_features",
+    "features",
+)
+"""The one list of model inputs (``features``: cached backbone features): what `MultiTaskModel.forward` takes besides
+labels, the row fields the collator keeps, the names no task may take."""
 
 
 def _version() -> str:

@@ -30,6 +30,15 @@ TRAIN_TRANSFORM_DEFAULTS: dict[str, Any] = {"hflip": 0.5, "color_jitter": 0.0, "
 """timm ``create_transform(is_training=True)`` options used unless overridden: mild augmentation that suits small
 fine-tuning sets (timm's ImageNet defaults crop down to 8% of the image)."""
 
+_KIND_OF_MAIN_INPUT = {"pixel_values": "image", "input_values": "audio", "input_features": "audio"}
+
+
+def input_kind(main_input_name: str | None) -> str:
+    """``"image"``, ``"text"`` or ``"audio"``: what a model (``model.main_input_name``), a backbone or a processor
+    (``processor.model_input_names[0]``) whose main input is ``main_input_name`` reads; anything else is text.
+    The one modality rule: processors, the model card and the recipe checks all ask it."""
+    return _KIND_OF_MAIN_INPUT.get(main_input_name or "", "text")
+
 
 def load_image(image: Any, mode: str = "RGB") -> Image.Image:
     """A PIL image, a path, a numpy array (HW, HWC or CHW) or a tensor → a PIL image in ``mode``."""
@@ -236,23 +245,18 @@ class TimmImageProcessor(BaseImageProcessor):
         return output
 
 
-def _input_kind(config: Any) -> str:
-    """Which raw input a transformers backbone reads: ``"text"``, ``"image"`` or ``"audio"``."""
+def _backbone_main_input(config: Any) -> str:
+    """The main input name of a transformers backbone (from its config's model class, nothing instantiated)."""
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
     backbone_cfg = dict(config.backbone_config or {})
     model_type = backbone_cfg.pop("model_type", None)
-    main_input = "input_ids"
-    if model_type is not None:
-        model_class = MODEL_MAPPING.get(type(AutoConfig.for_model(model_type)), None)
-        if isinstance(model_class, (list, tuple)):
-            model_class = model_class[0]
-        main_input = getattr(model_class, "main_input_name", "input_ids")
-    if main_input == "pixel_values":
-        return "image"
-    if main_input in ("input_values", "input_features"):
-        return "audio"
-    return "text"
+    if model_type is None:
+        return "input_ids"
+    model_class = MODEL_MAPPING.get(type(AutoConfig.for_model(model_type)), None)
+    if isinstance(model_class, (list, tuple)):
+        model_class = model_class[0]
+    return getattr(model_class, "main_input_name", "input_ids")
 
 
 def build_processor(
@@ -297,7 +301,7 @@ def build_processor(
             train_transform_kwargs=train_transform_kwargs,
         )
     source = os.fspath(source if source is not None else config.backbone)
-    kind = _input_kind(config)
+    kind = input_kind(_backbone_main_input(config))
     loader = {"text": AutoTokenizer, "image": AutoImageProcessor, "audio": AutoFeatureExtractor}[kind]
     try:
         # never a repo's own processor code (auto_map), and never transformers' stdin prompt asking to run it
@@ -396,11 +400,11 @@ def dataset_transform(
 
 
 def _processor_input_kind(processor: Any) -> str | None:
-    if isinstance(processor, PreTrainedTokenizerBase):
-        return "text"
-    if isinstance(processor, (TimmImageProcessor, BaseImageProcessor)):
-        return "image"
-    return None  # audio: decoded arrays, nothing cheap to check up front
+    """The kind of raw input ``validate_inputs`` checks up front for this processor (None for audio: decoded arrays,
+    nothing cheap to check)."""
+    names = getattr(processor, "model_input_names", None)
+    kind = input_kind(names[0]) if names else None
+    return kind if kind in ("image", "text") else None
 
 
 def register_processors() -> None:

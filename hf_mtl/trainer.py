@@ -159,10 +159,10 @@ class MultiTaskTrainer(Trainer):
         against the keys hf_mtl's ``compute_metrics`` reports (a user's own ``compute_metrics`` is not checked)."""
         import difflib
 
-        from .metrics import build_compute_metrics, reported_metric_keys
+        from .metrics import ComputeMetrics, build_compute_metrics, reported_metric_keys
 
         name = self.args.metric_for_best_model
-        if not name or not hasattr(self.compute_metrics, "per_label_metrics") or not self.task_specs:
+        if not name or not isinstance(self.compute_metrics, ComputeMetrics) or not self.task_specs:
             return
         prefixes = [""] + ([f"{ds}_" for ds in self.eval_dataset] if isinstance(self.eval_dataset, Mapping) else [])
 
@@ -287,6 +287,10 @@ class MultiTaskTrainer(Trainer):
                     self.state.stateful_callbacks[name].append(cb_state)
                 else:
                     self.state.stateful_callbacks[name] = cb_state
+            if self.task_balancer is not None:  # inside the checkpoint before it is published (and pushed)
+                from .balancing import save_balancer_state
+
+                save_balancer_state(self.task_balancer, staging)
             # written last: the marker of a complete checkpoint for tools that do not know the staging folder
             self.state.save_to_json(os.path.join(staging, checkpointing.TRAINER_STATE_NAME))
         self.accelerator.wait_for_everyone()  # every process's share (RNG states, shards) is in the staging folder
@@ -513,27 +517,42 @@ class MultiTaskTrainer(Trainer):
                 return dict(entry)
         return {}
 
+    def last_per_label_metrics(self) -> dict[str, Any] | None:
+        """The per-label table of the last evaluation, when ``compute_metrics`` is hf_mtl's ([`ComputeMetrics`])."""
+        from .metrics import ComputeMetrics
+
+        if isinstance(self.compute_metrics, ComputeMetrics):
+            return self.compute_metrics.last.per_label or None
+        return None
+
     def create_model_card(
         self,
-        language: str | None = None,
-        license: str | None = None,
-        tags: str | list[str] | None = None,
-        model_name: str | None = None,
-        finetuned_from: str | None = None,
-        tasks: str | list[str] | None = None,
-        dataset_tags: str | list[str] | None = None,
-        dataset: str | list[str] | None = None,
-        dataset_args: str | list[str] | None = None,
+        *,
         metrics: Mapping[str, float] | None = None,
         per_label_metrics: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
-        **kwargs: Any,
+        datasets: str | list[str] | None = None,
+        base_model: str | None = None,
+        model_name: str | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        finetuned_from: str | None = None,
+        language: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+        **card_kwargs: Any,
     ) -> None:
         """Write the hf_mtl model card (eval results, per-label table and chart, recipe, usage) and the processor files
-        into ``output_dir``, so ``push_to_hub`` uploads them with the model. ``metrics`` default to the last evaluation.
+        into ``output_dir``, so ``push_to_hub`` uploads them with the model.
+
+        Takes the keyword arguments of ``hf_mtl.modelcard.create_model_card`` (the one card signature, shared with
+        ``MultiTaskModel.push_to_hub`` and ``hf-mtl push``); ``metrics`` and ``per_label_metrics`` default to the last
+        evaluation, the recipe to this run's arguments and state. transformers' ``dataset`` / ``dataset_tags`` /
+        ``finetuned_from`` are read as ``datasets`` / ``base_model``; ``language``, ``tasks`` and ``dataset_args`` are
+        not used by the hf_mtl card.
         """
         if not self.is_world_process_zero():
             return
-        from .hub import write_model_card
+        from .modelcard import write_model_card
 
         model = self.accelerator.unwrap_model(self.model)
         if self.processing_class is None and getattr(self.data_collator, "tokenizer", None) is None:
@@ -544,22 +563,19 @@ class MultiTaskTrainer(Trainer):
                     "pass processing_class= (or model.set_processor) if training used another one"
                 )
             model.get_processor().save_pretrained(self.args.output_dir)
-        datasets = dataset_tags or dataset
+        datasets = datasets or dataset_tags or dataset
+        tags = card_kwargs.pop("tags", None)
         write_model_card(
             model,
             self.args.output_dir,
-            repo_id=self.hub_model_id or self.args.hub_model_id or model_name,
+            repo_id=card_kwargs.pop("repo_id", None) or self.hub_model_id or self.args.hub_model_id or model_name,
             model_name=model_name,
             metrics=metrics if metrics is not None else self.last_eval_metrics(),
-            # hf_mtl.metrics.build_compute_metrics keeps the last evaluation's per-label table on itself.
-            per_label_metrics=per_label_metrics
-            if per_label_metrics is not None
-            else getattr(self.compute_metrics, "per_label_metrics", None) or None,
+            per_label_metrics=per_label_metrics if per_label_metrics is not None else self.last_per_label_metrics(),
             datasets=[datasets] if isinstance(datasets, str) else datasets,
-            training_args=self.args,
-            trainer_state=self.state,
-            base_model=finetuned_from,
-            license=license,
+            training_args=card_kwargs.pop("training_args", self.args),
+            trainer_state=card_kwargs.pop("trainer_state", self.state),
+            base_model=base_model or finetuned_from,
             tags=[tags] if isinstance(tags, str) else tags,
-            **kwargs,
+            **card_kwargs,
         )

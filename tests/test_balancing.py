@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import datasets
 import pytest
 import torch
@@ -187,3 +189,24 @@ def test_balancing_is_exact_under_gradient_accumulation(tmp_path, strategy):
         torch.testing.assert_close(b_ga[key], b_full[key], rtol=1e-4, atol=1e-5, equal_nan=True)
     for key in w_full:
         torch.testing.assert_close(w_ga[key], w_full[key], rtol=1e-4, atol=1e-5)
+
+
+def test_balancer_state_is_inside_the_checkpoint_before_it_is_published(tmp_path, monkeypatch):
+    """The balancer's file is written into the staging folder, so the atomic rename publishes (and the checkpoint push
+    uploads) it with the rest; a crash before the rename leaves no checkpoint without it."""
+    from hf_mtl import checkpointing
+
+    seen = []
+    publish = checkpointing.publish_checkpoint
+
+    def spy(staging, final):
+        seen.append(sorted(os.listdir(staging)))
+        return publish(staging, final)
+
+    monkeypatch.setattr(checkpointing, "publish_checkpoint", spy)
+    args = MultiTaskTrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, save_steps=2, report_to=[],
+        use_cpu=True, task_balancing="uncertainty", seed=0,
+    )
+    MultiTaskTrainer(model=timm_model(tasks=TWO_TASKS), args=args, train_dataset=_toy_rows(8)).train()
+    assert len(seen) == 1 and "task_balancer.safetensors" in seen[0] and "trainer_state.json" in seen[0]

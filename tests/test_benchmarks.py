@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--quick", "--backbone", TIMM_BACKBONE, "--image-size", str(IMAGE_SIZE)]
 
 try:
-    from hf_mtl.offline_data import fashion_mnist_dir
+    from hf_mtl.scripts.demo_data import fashion_mnist_dir
 
     fashion_mnist_dir()
     HAVE_FASHION_MNIST = True

@@ -22,7 +22,8 @@ from huggingface_hub import ModelCard, hf_hub_download, list_repo_files
 
 import hf_mtl
 from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments
-from hf_mtl.hub import CHART_FILENAME, TEMPLATE_NAME, task_eval_results
+from hf_mtl.chart import CHART_FILENAME
+from hf_mtl.modelcard import TEMPLATE_NAME, task_eval_results
 from tests.hub_fixtures import LocalHubHandle
 from tests.multiprocess import TIMEOUT
 from tests.test_pipeline import tiny_tokenizer
@@ -111,7 +112,8 @@ def test_push_load_fresh_process_revision_and_offline(local_hub: LocalHubHandle,
     trainer, metrics = trained_model_and_metrics(model, tmp_path / "run")
     repo_id = local_hub.repo_id("tiny-timm-mtl")
 
-    first = model.push_to_hub(repo_id, metrics=metrics, datasets=["hf-mtl/synthetic"], eval_split="validation")
+    first = model.push_to_hub(repo_id, metrics=metrics, per_label_metrics=trainer.compute_metrics.last.per_label,
+                              datasets=["hf-mtl/synthetic"], eval_split="validation")
     x = images(3, seed=5)
     model.eval()
     with torch.no_grad():
@@ -235,7 +237,7 @@ def test_trainer_push_to_hub_card_recipe_and_token_never_written_or_logged(
     assert "## Training recipe" in text and "| learning_rate | `0.001` |" in text and "| trained_steps | `2` |" in text
     assert "hub_token" not in text
     # The per-label table is the last evaluation's (kept by hf_mtl.metrics' compute_metrics), label by label.
-    table = trainer.compute_metrics.per_label_metrics
+    table = trainer.compute_metrics.last.per_label
     assert set(table) == set(model.config.task_names)
     for task, labels in table.items():
         for label, values in labels.items():

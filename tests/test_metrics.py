@@ -113,14 +113,14 @@ def test_trainer_compute_metrics_and_per_label_table():
     for key in ("tags_macro_roc_auc", "tags_micro_f1", "tags_a_average_precision", "kind_accuracy", "kind_macro_f1",
                 "score_mae", "score_rmse", "flag_roc_auc", "flag_f1"):
         assert isinstance(out[key], float), key
-    assert set(compute.per_label_metrics) == set(SPECS)
-    assert set(compute.per_label_metrics["tags"]["a"]) >= {"roc_auc", "average_precision", "f1", "accuracy"}
+    assert set(compute.last.per_label) == set(SPECS)
+    assert set(compute.last.per_label["tags"]["a"]) >= {"roc_auc", "average_precision", "f1", "accuracy"}
     table = per_label_metrics(list(SPECS.values()), logits, labels)
     assert table["tags"]["b"]["roc_auc"] == pytest.approx(out["tags_b_roc_auc"])
     quiet = build_compute_metrics(list(SPECS.values()), per_label=False)
     short = quiet((logits, labels))
     assert "tags_b_roc_auc" not in short and "kind_y_f1" not in short and short["tags_macro_roc_auc"] == out["tags_macro_roc_auc"]
-    assert quiet.per_label_metrics == compute.per_label_metrics
+    assert quiet.last.per_label == compute.last.per_label
 
 
 @pytest.mark.slow
@@ -206,7 +206,7 @@ def test_trainer_evaluate_reports_eval_task_metrics_and_tunes_thresholds(tmp_pat
     for key in ("eval_tags_macro_roc_auc", "eval_tags_a_f1", "eval_kind_accuracy", "eval_kind_macro_f1",
                 "eval_score_mae", "eval_flag_roc_auc"):
         assert key in metrics, key
-    assert set(compute.per_label_metrics) == {"tags", "kind", "score", "flag"}
+    assert set(compute.last.per_label) == {"tags", "kind", "score", "flag"}
     thresholds = trainer.tune_thresholds()
     assert set(thresholds) == {"tags", "flag"} and len(thresholds["tags"]) == 3
     assert model.config.get_task("tags").thresholds == thresholds["tags"]

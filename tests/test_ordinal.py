@@ -15,8 +15,8 @@ from transformers import AutoModel, pipeline
 
 import hf_mtl
 from hf_mtl import MISSING, MultiTaskTrainer, MultiTaskTrainingArguments, TaskSpec
-from hf_mtl.hub import create_model_card
 from hf_mtl.metrics import build_compute_metrics, metric_path, reported_metric_keys
+from hf_mtl.modelcard import create_model_card
 from hf_mtl.tasks import TASK_TYPES, CoralLayer, OrdinalTask
 from tests.recipe_helpers import tiny_recipe, write_image_dataset, write_recipe
 from tests.tiny_models import IMAGE_SIZE, images, synthetic_rows, timm_model
@@ -124,7 +124,7 @@ def test_compute_metrics_keys_and_per_label_table():
     out = compute((({"grade": logits},), {"grade": np.array([3, 1, MISSING])}))
     assert out == pytest.approx({"grade_accuracy": 0.5, "grade_mae": 0.5, "grade_qwk": out["grade_qwk"],
                                  "grade_mid_f1": 0.0, "grade_top_f1": 1.0})
-    assert set(compute.per_label_metrics["grade"]) == set(GRADES)
+    assert set(compute.last.per_label["grade"]) == set(GRADES)
     assert {"grade_accuracy", "grade_mae", "grade_qwk"} <= reported_metric_keys(compute, [spec])
 
 
@@ -148,7 +148,7 @@ def test_train_metrics_save_load_predict_pipeline_and_card(tmp_path):
     assert metrics["eval_grade_mae"] < 0.6 * constant_mae, (metrics["eval_grade_mae"], constant_mae)
     assert metrics["eval_grade_accuracy"] > 0.5 and metrics["eval_grade_qwk"] > 0.5, metrics
 
-    card = str(create_model_card(model, metrics=metrics, per_label_metrics=compute.per_label_metrics))
+    card = str(create_model_card(model, metrics=metrics, per_label_metrics=compute.last.per_label))
     assert "- **Type:** ordinal" in card and "CORAL" in card and "| grade | qwk |" in card
     assert "`grade` (ordinal) gives the predicted class, its probability and every class's probability" in card
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from hf_mtl import offline_data
-from hf_mtl.offline_data import FASHION_MNIST_CLASSES, fashion_grid_dataset, load_fashion_mnist
+from hf_mtl.scripts import demo_data
+from hf_mtl.scripts.demo_data import FASHION_MNIST_CLASSES, fashion_grid_dataset, load_fashion_mnist
 
 pytestmark = pytest.mark.skipif(
-    not all((offline_data.Path(d) / "t10k-images-idx3-ubyte.gz").is_file() for d in offline_data.DEFAULT_FASHION_MNIST_DIRS),
+    not all((demo_data.Path(d) / "t10k-images-idx3-ubyte.gz").is_file() for d in demo_data.DEFAULT_FASHION_MNIST_DIRS),
     reason="Debian dataset-fashion-mnist not installed (make setup installs it)",
 )
 
@@ -23,10 +23,10 @@ def test_load_fashion_mnist_test_split():
 def test_unknown_split_and_missing_folder_are_clear(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="split must be one of"):
         load_fashion_mnist("validation")
-    monkeypatch.setattr(offline_data, "DEFAULT_FASHION_MNIST_DIRS", (str(tmp_path),))
-    monkeypatch.delenv(offline_data.FASHION_MNIST_DIR_ENV, raising=False)
+    monkeypatch.setattr(demo_data, "DEFAULT_FASHION_MNIST_DIRS", (str(tmp_path),))
+    monkeypatch.delenv(demo_data.FASHION_MNIST_DIR_ENV, raising=False)
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
-        offline_data.fashion_mnist_dir()
+        demo_data.fashion_mnist_dir()
 
 
 def test_fashion_grid_labels_match_the_items():
@@ -60,17 +60,17 @@ def test_efficientnet_lite0_weights_load_into_timm():
     from hf_mtl import MultiTaskModel
 
     model = MultiTaskModel.from_backbone(
-        "tf_efficientnet_lite0", [{"name": "t", "type": "binary"}], weights=offline_data.efficientnet_lite0_weights()
+        "tf_efficientnet_lite0", [{"name": "t", "type": "binary"}], weights=demo_data.efficientnet_lite0_weights()
     )
     from hf_mtl.backbones import read_state_dict
 
-    first = next(iter(read_state_dict(offline_data.efficientnet_lite0_weights()).values()))
+    first = next(iter(read_state_dict(demo_data.efficientnet_lite0_weights()).values()))
     assert model.backbone.num_features == 1280
     assert torch.equal(model.backbone.model.conv_stem.weight, first)
 
 
 def test_wordnet_glosses_are_real_and_labelled():
-    from hf_mtl.offline_data import WORDNET_UPPER_NOUNS, wordnet_dir, wordnet_gloss_dataset
+    from hf_mtl.scripts.demo_data import WORDNET_UPPER_NOUNS, wordnet_dir, wordnet_gloss_dataset
 
     try:
         wordnet_dir()

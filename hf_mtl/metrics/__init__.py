@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,14 @@ METRIC_MODULES = {name: task_type.metric_module for name, task_type in TASK_TYPE
 
 __all__ = [
     "METRIC_MODULES",
+    "ComputeMetrics",
+    "Evaluation",
     "apply_thresholds",
     "best_threshold",
     "binary_scores",
     "build_compute_metrics",
     "compute_task_metrics",
+    "evaluate_predictions",
     "load_metric",
     "metric_key",
     "metric_path",
@@ -134,65 +138,93 @@ def _split_eval_prediction(eval_pred: Any) -> tuple[Mapping[str, Any], Mapping[s
     return predictions, labels
 
 
-def build_compute_metrics(task_specs: Any, per_label: bool = True) -> Callable[[Any], dict[str, float]]:
-    """A Trainer ``compute_metrics`` reporting ``<task>_<metric>`` (the Trainer prefixes ``eval_``) per task and label.
+@dataclass
+class Evaluation:
+    """One evaluation's results: the flat ``{<task>_<metric>: value}`` the Trainer logs, and the per-label table
+    ``{task: {label: {metric: value or None}}}`` (None: undefined on this eval set) the model card shows."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_label: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
+
+
+def evaluate_predictions(
+    task_specs: Any,
+    predictions: Mapping[str, Any],
+    labels: Mapping[str, Any],
+    per_label: bool = True,
+    loaded: dict[str, Any] | None = None,
+) -> Evaluation:
+    """Score every task of ``task_specs`` present in ``predictions`` / ``labels`` (dicts task → array).
+
+    ``per_label=False`` keeps per-label keys out of ``metrics`` (hundreds of labels); ``per_label`` is filled anyway.
+    ``loaded``: a cache of the loaded metric modules by name, kept across calls.
+    """
+    loaded = {} if loaded is None else loaded
+    result = Evaluation()
+    for spec in as_task_specs(task_specs):
+        if spec.name not in predictions or spec.name not in labels:
+            continue
+        module = spec.task_type.metric_module
+        if module not in loaded:
+            loaded[module] = load_metric(module)
+        flat, task_table = compute_task_metrics(
+            spec, predictions[spec.name], labels[spec.name], loaded[module], per_label=per_label
+        )
+        result.metrics.update(flat)
+        result.per_label[spec.name] = {
+            label: {m: v for m, v in values.items() if m in (*spec.task_type.metric_names, "f1", "support")}
+            for label, values in task_table.items()
+        }
+    return result
+
+
+class ComputeMetrics:
+    """A Trainer ``compute_metrics`` reporting ``<task>_<metric>`` (the Trainer prefixes ``eval_``) per task and label;
+    the whole result of its last call, per-label table included, is ``.last`` (an [`Evaluation`]): what the model card
+    and the scripts read, instead of parsing the flat keys back."""
+
+    def __init__(self, task_specs: Any, per_label: bool = True) -> None:
+        self.task_specs = task_specs
+        self.per_label = per_label
+        self.last = Evaluation()
+        self._loaded: dict[str, Any] = {}
+
+    def evaluate(self, eval_pred: Any) -> Evaluation:
+        """Score ``eval_pred`` (an ``EvalPrediction`` or ``(predictions, labels)``) without touching ``.last``."""
+        predictions, labels = _split_eval_prediction(eval_pred)
+        return evaluate_predictions(self.task_specs, predictions, labels, self.per_label, self._loaded)
+
+    def __call__(self, eval_pred: Any) -> dict[str, float]:
+        self.last = self.evaluate(eval_pred)
+        return dict(self.last.metrics)
+
+
+def build_compute_metrics(task_specs: Any, per_label: bool = True) -> ComputeMetrics:
+    """The Trainer ``compute_metrics`` of a multi-task model ([`ComputeMetrics`]).
 
     ``task_specs``: the specs, or the model / config (then thresholds written by [`tune_thresholds`] are used as soon
-    as they are set). The returned callable keeps the last evaluation's per-label table in ``.per_label_metrics``
-    (``{task: {label: {metric: value}}}``) for the model card; ``per_label=False`` keeps per-label keys out of the
-    logs (hundreds of labels) but still fills that table.
+    as they are set). ``per_label=False`` keeps per-label keys out of the logs but still fills ``.last.per_label``.
     """
-    metrics: dict[str, Any] = {}
-
-    def compute_metrics(eval_pred: Any) -> dict[str, float]:
-        predictions, labels = _split_eval_prediction(eval_pred)
-        out: dict[str, float] = {}
-        table: dict[str, dict[str, dict[str, float | None]]] = {}
-        for spec in as_task_specs(task_specs):
-            if spec.name not in predictions or spec.name not in labels:
-                continue
-            module = spec.task_type.metric_module
-            if module not in metrics:
-                metrics[module] = load_metric(module)
-            flat, task_table = compute_task_metrics(
-                spec, predictions[spec.name], labels[spec.name], metrics[module], per_label=per_label
-            )
-            out.update(flat)
-            table[spec.name] = {
-                label: {m: v for m, v in values.items() if m in (*spec.task_type.metric_names, "f1", "support")}
-                for label, values in task_table.items()
-            }
-        compute_metrics.per_label_metrics = table
-        return out
-
-    compute_metrics.per_label_metrics = {}
-    return compute_metrics
+    return ComputeMetrics(task_specs, per_label=per_label)
 
 
-def reported_metric_keys(compute_metrics: Callable[[Any], dict[str, float]], task_specs: Any) -> set[str]:
-    """The keys ``compute_metrics`` (from [`build_compute_metrics`]) reports, without the Trainer's ``eval_`` prefix.
+def reported_metric_keys(compute_metrics: ComputeMetrics, task_specs: Any) -> set[str]:
+    """The keys ``compute_metrics`` (a [`ComputeMetrics`]) reports, without the Trainer's ``eval_`` prefix.
 
-    Found by running it once on a tiny synthetic eval set in which every metric is defined (both values of every
-    binary label, every class), so a ``metric_for_best_model`` typo is caught before training instead of at the first
-    evaluation. The last evaluation's per-label table is left as it was.
+    Found by scoring a tiny synthetic eval set in which every metric is defined (both values of every binary label,
+    every class), so a ``metric_for_best_model`` typo is caught before training instead of at the first evaluation.
+    The last evaluation (``.last``) is left as it was.
     """
     rng = np.random.default_rng(0)
     logits, labels = {}, {}
     for spec in as_task_specs(task_specs):
         logits[spec.name], labels[spec.name] = spec.task_type.example_eval(spec, rng)
-    kept = getattr(compute_metrics, "per_label_metrics", None)
-    try:
-        return set(compute_metrics((logits, labels)))
-    finally:
-        if kept is not None:
-            compute_metrics.per_label_metrics = kept
+    return set(compute_metrics.evaluate((logits, labels)).metrics)
 
 
 def per_label_metrics(task_specs: Any, logits: Mapping[str, Any], labels: Mapping[str, Any]):
     """``{task: {label: {metric: value or None}}}`` for the model card's per-label table (None: undefined)."""
-    compute = build_compute_metrics(task_specs)
-    compute((dict(logits), dict(labels)))
-    return compute.per_label_metrics
+    return evaluate_predictions(task_specs, dict(logits), dict(labels)).per_label
 
 
 def predictions_and_labels(model: Any, dataset: Any, collator: Any = None, batch_size: int = 64):

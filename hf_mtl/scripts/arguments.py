@@ -1,5 +1,6 @@
 """Recipe arguments: model, data and script dataclasses beside [`MultiTaskTrainingArguments`], read from a YAML file
-plus command-line overrides with `HfArgumentParser` (the TRL way: one flat YAML, every key a dataclass field).
+plus command-line overrides with `HfArgumentParser` (the TRL way, as ``TrlParser``: one flat YAML whose values become
+the parser's defaults, every key a dataclass field, the command line wins).
 
 Every key is checked before any work starts: an unknown key (with the closest known ones), a value of the wrong type,
 a data file or folder that does not exist, a backbone that is neither a timm model nor a loadable transformers model.
@@ -7,33 +8,24 @@ a data file or folder that does not exist, a backbone that is neither a timm mod
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import enum
+import json
 import os
 import types
 import typing
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 import yaml
 from transformers import HfArgumentParser
-from transformers.hf_argparser import string_to_bool
 
 from ..training_args import MultiTaskTrainingArguments
-
-
-class RecipeError(ValueError):
-    """A recipe (YAML file or override) that cannot run; the message names the key or path and what is wrong.
-
-    Messages quote what the user wrote, so a Hub token in it (e.g. `--push_to_hub hf_...` missing `--hub_token`) is
-    redacted: the error goes to the terminal and CI logs."""
-
-    def __init__(self, message: str) -> None:
-        from ..safety import redact_secrets
-
-        super().__init__(redact_secrets(str(message)))
+from . import RecipeError
 
 
 @dataclass
@@ -82,7 +74,7 @@ class DataArguments:
         default=None,
         metadata={
             "help": "`fashion_grid` or `wordnet_glosses` (real data shipped in Debian packages, see "
-            "hf_mtl.offline_data), `imagefolder`, `csv`, `json`, `parquet` (with `train_file` / `data_dir`), or a "
+            "hf_mtl.scripts.demo_data), `imagefolder`, `csv`, `json`, `parquet` (with `train_file` / `data_dir`), or a "
             "folder written by `Dataset.save_to_disk`."
         },
     )
@@ -136,120 +128,153 @@ class ScriptArguments:
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, ScriptArguments, MultiTaskTrainingArguments)
 
 
-def recipe_parser() -> HfArgumentParser:
-    return HfArgumentParser(RECIPE_DATACLASSES)
-
-
-def _fields() -> dict[str, tuple[type, dataclasses.Field, Any]]:
-    """Every recipe key → (dataclass, field, resolved type)."""
+def _fields() -> dict[str, Any]:
+    """Every recipe key → its resolved type annotation."""
     out = {}
     for cls in RECIPE_DATACLASSES:
         hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.init:
-                out[f.name] = (cls, f, hints[f.name])
+        out.update({f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init})
     return out
 
 
+def _members(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
 def _describe(annotation: Any) -> str:
-    if annotation is type(None):
-        return "null"
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(annotation))
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return "one of " + ", ".join(repr(m.value) for m in annotation)
-    if origin is not None:
-        return getattr(origin, "__name__", str(origin))
-    return getattr(annotation, "__name__", str(annotation))
+    """``int``, ``list or null``, ``one of 'a', 'b'``: what a key's value must be, for error messages."""
+    names = []
+    for member in _members(annotation):
+        origin = typing.get_origin(member)
+        if member is type(None):
+            names.append("null")
+        elif origin is typing.Literal:
+            names.append("one of " + ", ".join(repr(a) for a in typing.get_args(member)))
+        elif isinstance(member, type) and issubclass(member, enum.Enum):
+            names.append("one of " + ", ".join(repr(m.value) for m in member))
+        else:
+            names.append(getattr(origin or member, "__name__", str(member)))
+    return " or ".join(names)
 
 
-class _Mismatch(Exception):
-    pass
+def _structured(annotation: Any) -> Callable[[str], Any] | None:
+    """The argparse ``type`` of a list / dict key: the text is read as YAML (``tasks=[{name: t, type: binary}]``)."""
+    containers = tuple(typing.get_origin(m) or m for m in _members(annotation) if (typing.get_origin(m) or m) in (list, dict))
+    if not containers:
+        return None
+    members = _members(annotation)
+
+    def read(text: str) -> Any:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+        if isinstance(value, containers) or (value is None and type(None) in members):
+            return value
+        if str in members:
+            return text
+        raise argparse.ArgumentTypeError(f"not {_describe(annotation)}")
+
+    read.__name__ = _describe(annotation)
+    return read
 
 
-def _coerce(value: Any, annotation: Any, from_text: bool) -> Any:
-    """``value`` as ``annotation`` (a string from the command line is parsed); raise _Mismatch when it is not one."""
-    if annotation is Any:
+def _as_text(value: Any) -> Any:
+    """A YAML value as the command line would give it, so argparse converts file and command line the same way."""
+    if value is None or isinstance(value, str):
         return value
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        members = typing.get_args(annotation)
-        if value is None and type(None) in members:
-            return None
-        if from_text and isinstance(value, str) and value.lower() in ("none", "null") and type(None) in members \
-                and str not in members:
-            return None
-        # specific types first, str last: "3" on the command line is an int where an int is allowed
-        for member in sorted((m for m in members if m is not type(None)), key=lambda m: m is str):
-            try:
-                return _coerce(value, member, from_text)
-            except _Mismatch:
-                continue
-        raise _Mismatch
-    if annotation is type(None):
-        if value is None:
-            return None
-        raise _Mismatch
-    if origin is typing.Literal:
-        if value in typing.get_args(annotation):
-            return value
-        raise _Mismatch
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        allowed = [m.value for m in annotation]
-        if isinstance(value, annotation) or value in allowed:
-            return value
-        raise _Mismatch
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return string_to_bool(value)
-            except Exception as err:
-                raise _Mismatch from err
-        raise _Mismatch
-    if annotation in (int, float):
-        if isinstance(value, bool):
-            raise _Mismatch
-        if isinstance(value, str):  # YAML reads `1e-3` as a string; the command line gives strings
-            try:
-                value = float(value) if annotation is float or not value.strip().lstrip("+-").isdigit() else int(value)
-            except ValueError as err:
-                raise _Mismatch from err
-        if annotation is int and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if annotation is int and isinstance(value, int):
-            return value
-        if annotation is float and isinstance(value, (int, float)):
-            return float(value)
-        raise _Mismatch
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch
-    if annotation in (list, dict) or origin in (list, dict):
-        container = origin or annotation
-        if from_text and isinstance(value, str):
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError as err:
-                raise _Mismatch from err
-        if not isinstance(value, container):
-            raise _Mismatch
-        args = typing.get_args(annotation)
-        if container is list and args:
-            return [_coerce(v, args[0], False) for v in value]
-        if container is dict and len(args) == 2:
-            return {_coerce(k, args[0], False): _coerce(v, args[1], False) for k, v in value.items()}
-        return value
-    if isinstance(annotation, type):
-        if isinstance(value, annotation):
-            return value
-        raise _Mismatch
-    return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+class RecipeParser(HfArgumentParser):
+    """`HfArgumentParser` over the recipe dataclasses, with a YAML recipe's values as defaults (TRL's ``TrlParser``).
+
+    Every value, from the file or the command line, is converted by argparse from its text (list / dict keys are read
+    as YAML), so both are checked the same way; an unknown key or a value of the wrong type is a [`RecipeError`]
+    naming the key, where it came from and (for a typo) the closest known keys.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(RECIPE_DATACLASSES, allow_abbrev=False, exit_on_error=False)
+        self.annotations = _fields()
+        self.sources: dict[str, tuple[str, Any]] = {}  # key → (where its value came from, the value as written)
+        for action in self._actions:
+            reader = _structured(self.annotations.get(action.dest))
+            if reader is not None and action.option_strings:
+                action.type, action.nargs = reader, None
+
+    def check_keys(self, keys: Iterable[str], source: str) -> None:
+        for key in keys:
+            if key not in self.annotations:
+                close = difflib.get_close_matches(key, list(self.annotations), n=3, cutoff=0.6)
+                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise RecipeError(
+                    f"{source}: unknown key {key!r}{hint} (recipe keys are the fields of ModelArguments, DataArguments, "
+                    "ScriptArguments and MultiTaskTrainingArguments; `hf-mtl train --help` lists them)"
+                )
+
+    def set_defaults_with_config(self, values: Mapping[str, Any], source: str) -> None:
+        """The recipe's values become the parser's defaults (a key given there is no longer required)."""
+        self.check_keys(values, source)
+        for key, value in values.items():
+            members = _members(self.annotations[key])
+            if value is None and type(None) not in members:
+                self._type_error(key, source, value)
+            if value is not None and not isinstance(value, str) and set(members) - {type(None)} == {str}:
+                self._type_error(key, source, value)  # a YAML number where a text (a path, an id, a token) belongs
+            self.sources[key] = (source, value)
+        self.set_defaults(**{key: _as_text(value) for key, value in values.items()})
+        for action in self._actions:
+            if action.dest in values:
+                action.required = False
+
+    def parse_namespace(self, texts: Mapping[str, str], source: str) -> argparse.Namespace:
+        """Parse the command-line values ``texts`` (key → text) over the defaults; a bad value names its key."""
+        self.check_keys(texts, source)
+        self.sources.update({key: (source, text) for key, text in texts.items()})
+        try:
+            namespace, rest = self.parse_known_args([f"--{key}={text}" for key, text in texts.items()])
+        except argparse.ArgumentError as err:
+            action = self._option_string_actions.get((err.argument_name or "").split("/")[0])
+            if action is None:
+                raise RecipeError(f"{source}: {err}") from None
+            self._type_error(action.dest, *self.sources.get(action.dest, (source, None)))
+        if rest:
+            raise RecipeError(f"{source}: cannot read {rest}; write `key=value` or `--key value`")
+        return namespace
+
+    def _type_error(self, key: str, source: str, value: Any) -> None:
+        shown = "a value (hidden: it is a secret)" if key.endswith("_token") else repr(value)
+        raise RecipeError(
+            f"{source}: key {key!r} must be {_describe(self.annotations[key])}, got {shown} ({type(value).__name__})"
+        )
+
+    def parse_values(
+        self, values: Mapping[str, Any], source: str, overrides: Mapping[str, str] | None = None,
+        override_source: str = "command-line override",
+    ) -> tuple[Any, ...]:
+        """The recipe dataclasses from ``values`` (a recipe's mapping) and ``overrides`` (key → text, they win)."""
+        self.set_defaults_with_config(values, source)
+        self.parse_namespace({}, source)  # the file's own values, checked before the command line's
+        namespace = self.parse_namespace(dict(overrides or {}), override_source)
+        outputs = []
+        try:
+            for dtype in self.dataclass_types:
+                keys = {f.name for f in dataclasses.fields(dtype) if f.init}
+                outputs.append(dtype(**{k: v for k, v in vars(namespace).items() if k in keys}))
+        except (TypeError, ValueError) as err:
+            raise RecipeError(f"recipe: {err}") from err
+        return tuple(outputs)
+
+
+def recipe_parser() -> RecipeParser:
+    return RecipeParser()
 
 
 def parse_overrides(argv: list[str]) -> dict[str, str]:
@@ -294,29 +319,12 @@ def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def check_values(values: dict[str, Any], source: str, from_text: bool = False) -> dict[str, Any]:
-    """Unknown keys and wrong types → a RecipeError naming the key; else the values coerced to their field types."""
-    known = _fields()
-    checked = {}
-    for key, value in values.items():
-        if key not in known:
-            close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise RecipeError(
-                f"{source}: unknown key {key!r}{hint} (recipe keys are the fields of ModelArguments, DataArguments, "
-                "ScriptArguments and MultiTaskTrainingArguments; `hf-mtl train --help` lists them)"
-            )
-        _, _, annotation = known[key]
-        if key == "resume_from_checkpoint" and isinstance(value, bool):  # YAML `true`: the last complete checkpoint
-            value = str(value).lower()
-        try:
-            checked[key] = _coerce(value, annotation, from_text)
-        except _Mismatch:
-            shown = "a value (hidden: it is a secret)" if key.endswith("_token") else repr(value)
-            raise RecipeError(
-                f"{source}: key {key!r} must be {_describe(annotation)}, got {shown} ({type(value).__name__})"
-            ) from None
-    return checked
+def check_values(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Unknown keys and wrong types → a RecipeError naming the key; else the values converted to their field types."""
+    parser = RecipeParser()
+    parser.set_defaults_with_config(values, source)
+    namespace = parser.parse_namespace({}, source)
+    return {key: getattr(namespace, key) for key in values}
 
 
 def parse_recipe(
@@ -328,19 +336,18 @@ def parse_recipe(
     dict. Paths are checked to exist and the backbone to be resolvable before anything is loaded.
     """
     if isinstance(recipe, dict):
-        values = check_values(dict(recipe), "recipe")
+        values, source = dict(recipe), "recipe"
     elif recipe is None:
-        values = {}
+        values, source = {}, "recipe"
     else:
-        values = check_values(read_recipe_file(recipe), f"recipe {os.fspath(recipe)!r}")
+        values, source = read_recipe_file(recipe), f"recipe {os.fspath(recipe)!r}"
     if isinstance(overrides, dict):
-        values.update(check_values(overrides, "override"))
-    elif overrides:
-        values.update(check_values(parse_overrides(list(overrides)), "command-line override", from_text=True))
-    try:
-        model_args, data_args, script_args, training_args = recipe_parser().parse_dict(values)
-    except (TypeError, ValueError) as err:
-        raise RecipeError(f"recipe: {err}") from err
+        texts, override_source = {k: _as_text(v) for k, v in overrides.items()}, "override"
+    else:
+        texts, override_source = parse_overrides(list(overrides or [])), "command-line override"
+    model_args, data_args, script_args, training_args = RecipeParser().parse_values(
+        values, source, texts, override_source
+    )
     validate(model_args, data_args, script_args)
     return model_args, data_args, script_args, training_args
 

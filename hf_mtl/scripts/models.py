@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .arguments import ModelArguments, RecipeError
+from . import RecipeError
+
+if TYPE_CHECKING:
+    from .arguments import ModelArguments
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ PACKAGED_BACKBONES: dict[str, Callable[[], str]] = {
 
 
 def _efficientnet_lite0() -> str:
-    from ..offline_data import efficientnet_lite0_weights
+    from .demo_data import efficientnet_lite0_weights
 
     try:
         return efficientnet_lite0_weights()
@@ -127,3 +131,15 @@ def build_model_processor(model, model_args: ModelArguments):
     return build_processor(
         model, image_size=model_args.image_size, train_transform_kwargs=model_args.train_transform_kwargs
     )
+
+
+def load_saved_model(path: str):
+    """A saved multi-task model (folder or Hub id) for `eval` / `predict` / `push`; a bad path is a RecipeError."""
+    from .. import MultiTaskModel
+
+    if not os.path.isdir(path) and "/" not in path:
+        raise RecipeError(f"model {path!r} is not a folder nor a Hub id (owner/name)")
+    try:
+        return MultiTaskModel.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise RecipeError(f"cannot load a multi-task model from {path!r}: {err}") from err

@@ -14,16 +14,16 @@ DEFAULT_INPUT_COLUMNS = ("image", "img", "text", "sentence", "image_path", "path
 
 
 def _builtin(data_args: DataArguments, seed: int) -> tuple[Any, Any]:
-    from .. import offline_data
+    from . import demo_data
 
     n_train, n_eval = data_args.max_train_samples, data_args.max_eval_samples
     if data_args.dataset == "fashion_grid":
-        train = offline_data.fashion_grid_dataset(n_train or 2000, "train", missing_rate=data_args.missing_rate, seed=seed)
-        evaluation = offline_data.fashion_grid_dataset(n_eval or 500, "test", missing_rate=0.0, seed=seed + 1)
+        train = demo_data.fashion_grid_dataset(n_train or 2000, "train", missing_rate=data_args.missing_rate, seed=seed)
+        evaluation = demo_data.fashion_grid_dataset(n_eval or 500, "test", missing_rate=0.0, seed=seed + 1)
         return train, evaluation
     try:
-        train = offline_data.wordnet_gloss_dataset(n_train or 4000, "train", seed=seed)
-        evaluation = offline_data.wordnet_gloss_dataset(n_eval or 1000, "test", seed=seed + 1)
+        train = demo_data.wordnet_gloss_dataset(n_train or 4000, "train", seed=seed)
+        evaluation = demo_data.wordnet_gloss_dataset(n_eval or 1000, "test", seed=seed + 1)
     except FileNotFoundError as err:
         raise RecipeError(f"recipe: `dataset: wordnet_glosses`: {err}") from err
     return train, evaluation

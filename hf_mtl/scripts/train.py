@@ -23,7 +23,7 @@ from typing import Any
 from transformers import set_seed
 
 from ..checkpointing import resolve_resume_checkpoint
-from .arguments import DataArguments, ModelArguments, RecipeError, ScriptArguments, parse_recipe, recipe_parser
+from .arguments import DataArguments, ModelArguments, RecipeError, RecipeParser, ScriptArguments, parse_recipe
 from .models import PACKAGED_BACKBONES, build_model, build_model_processor
 from .recipe_data import check_inputs, check_labels, input_column, load_recipe_datasets, with_preprocessing
 
@@ -100,8 +100,8 @@ def run(
     callbacks: list | None = None,
 ) -> dict[str, float]:
     """Run the training job; returns the final evaluation metrics (``eval_*``)."""
-    from ..hub import input_kind
     from ..metrics import build_compute_metrics
+    from ..preprocessing import input_kind
     from ..trainer import MultiTaskTrainer
 
     started = time.time()
@@ -123,7 +123,7 @@ def run(
     column = input_column(data_args, train_raw)
     for split, raw in (("train", train_raw), ("eval", eval_raw)):
         if raw is not None:
-            check_inputs(raw, column, input_kind(model), data_args, split)
+            check_inputs(raw, column, input_kind(model.main_input_name), data_args, split)
     allow_empty = data_args.allow_empty_text
     processor = build_model_processor(model, model_args)
     model.set_processor(processor)
@@ -174,12 +174,12 @@ def run(
     trainer.save_metrics("train", train_result.metrics)
     metrics: dict[str, float] = {}
     # a packaged backbone was loaded from a local folder: the card names its Hub id instead
-    card: dict[str, Any] = {"dataset": data_args.dataset,
-                            "finetuned_from": model_args.backbone if model_args.backbone in PACKAGED_BACKBONES else None}
+    card: dict[str, Any] = {"datasets": data_args.dataset,
+                            "base_model": model_args.backbone if model_args.backbone in PACKAGED_BACKBONES else None}
     if eval_ds is not None:
         metrics = trainer.evaluate()
         trainer.save_metrics("eval", metrics)
-        per_label = getattr(compute_metrics, "per_label_metrics", {})
+        per_label = compute_metrics.last.per_label
         if trainer.is_world_process_zero():
             with open(os.path.join(training_args.output_dir, PER_LABEL_FILE), "w", encoding="utf-8") as handle:
                 json.dump(per_label, handle, indent=2)
@@ -198,12 +198,19 @@ def run(
     return metrics
 
 
+def make_parser() -> RecipeParser:
+    """The recipe's keys as a parser: every field of the four argument dataclasses (``--help`` lists them)."""
+    parser = RecipeParser()
+    parser.prog = "hf-mtl train <recipe.yaml>"
+    return parser
+
+
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[str, float]:
     """``train <recipe.yaml> [overrides]``: parse, validate, run."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
-        recipe_parser().print_help()
+        make_parser().print_help()
         return {}
     recipe, overrides = (argv[0], argv[1:]) if not argv[0].startswith("-") and "=" not in argv[0] else (None, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -212,12 +219,10 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    try:
-        main(argv)
-    except RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    """``python -m hf_mtl.scripts.train``: as ``hf-mtl train`` (same exit codes and one-line errors)."""
+    from ..cli import main as hf_mtl_main
+
+    return hf_mtl_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

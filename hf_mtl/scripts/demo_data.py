@@ -1,4 +1,5 @@
-"""Real data and weights that ship in packages, so recipes, demos and benchmarks run with no network at all.
+"""Demo data and weights that ship in packages (not part of the library: recipes, benchmarks and tests import it), so
+recipes, demos and benchmarks run with no network at all.
 
 - Fashion-MNIST (MIT) from the Debian package ``dataset-fashion-mnist`` (IDX files under
   ``/usr/share/datasets/fashion-mnist``), and a multi-label task built from it: 2x2 grids of items, one presence label

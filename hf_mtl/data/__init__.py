@@ -1,0 +1,32 @@
+"""The data layer: batching and label encoding ([`collator`]), checks before step 1 ([`validation`]; raw inputs are
+decoded by ``hf_mtl.preprocessing``), task specs from dataset features ([`specs`]) and mixing datasets that label
+different tasks ([`mixing`])."""
+
+from ..configuration_mtl import MODEL_INPUT_NAMES
+from ..preprocessing import open_image, text_problem
+from .collator import MultiTaskDataCollator, encode_labels
+from .mixing import mix_datasets, sampling_probabilities
+from .specs import task_specs_from_features
+from .validation import (
+    INPUT_KINDS,
+    image_problem,
+    iter_encoded_labels,
+    validate_inputs,
+    validate_labels,
+)
+
+__all__ = [
+    "INPUT_KINDS",
+    "MODEL_INPUT_NAMES",
+    "MultiTaskDataCollator",
+    "encode_labels",
+    "image_problem",
+    "iter_encoded_labels",
+    "mix_datasets",
+    "open_image",
+    "sampling_probabilities",
+    "task_specs_from_features",
+    "text_problem",
+    "validate_inputs",
+    "validate_labels",
+]

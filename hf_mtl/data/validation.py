@@ -1,0 +1,219 @@
+"""Checks before step 1: every label and every raw input of a dataset is read once, so a bad row fails now, naming
+the task, column and row, not hours into training."""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ..preprocessing import open_image, text_problem
+from ..tasks import TaskSpec
+from .collator import encode_labels
+
+logger = logging.getLogger(__name__)
+
+
+def iter_encoded_labels(
+    dataset: Any,
+    tasks: Sequence[TaskSpec],
+    label_columns: Mapping[str, str] | None = None,
+    known_label_columns: Mapping[str, str] | None = None,
+    chunk_size: int = 1000,
+    max_rows: int | None = None,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Encoded labels ``{task: tensor}`` of ``dataset`` chunk by chunk, reading only the label columns.
+
+    ``dataset``: a ``datasets.Dataset``, an ``IterableDataset`` or a list of rows. A configured task whose column
+    the dataset lacks is an error here (before any training work), naming the task and the columns there are.
+    """
+    import datasets
+
+    label_columns = dict(label_columns or {})
+    known_label_columns = dict(known_label_columns or {})
+    columns = {spec.name: label_columns.get(spec.name, spec.name) for spec in tasks}
+    needed = sorted({*columns.values(), *known_label_columns.values()})
+    features = getattr(dataset, "features", None)
+    if isinstance(dataset, datasets.Dataset):
+        names = dataset.column_names
+    elif isinstance(dataset, datasets.IterableDataset):
+        names = list(features) if features is not None else None
+    else:
+        dataset = list(dataset)
+        names = sorted({key for row in dataset for key in row})
+    if names is not None:
+        for spec in tasks:
+            if columns[spec.name] not in names:
+                raise ValueError(
+                    f"task {spec.name!r}: the dataset has no label column {columns[spec.name]!r} (columns: {names}); "
+                    "rename the column, map it with `label_columns`, or add it with None values (all missing)"
+                )
+        absent = [c for c in known_label_columns.values() if c not in names]
+        if absent:
+            raise ValueError(f"known-label columns {absent} are not in the dataset (columns: {names})")
+
+    def encode(rows: list[Mapping[str, Any]], offset: int) -> dict[str, torch.Tensor]:
+        return encode_labels(tasks, rows, label_columns, offset, known_label_columns, features)
+
+    if isinstance(dataset, datasets.Dataset):
+        from tqdm.auto import tqdm
+
+        table = dataset.with_format(None).select_columns(needed)
+        total = len(table) if max_rows is None else min(len(table), max_rows)
+        progress = tqdm(total=total, desc="Checking labels", unit=" rows", disable=total < 50_000)
+        for start in range(0, total, chunk_size):
+            batch = table[start : min(start + chunk_size, total)]
+            yield encode([dict(zip(batch, values)) for values in zip(*batch.values())], start)
+            progress.update(min(chunk_size, total - start))
+        progress.close()
+        return
+    rows = dataset.select_columns(needed) if isinstance(dataset, datasets.IterableDataset) else dataset
+    buffer: list[Mapping[str, Any]] = []
+    start = 0
+    for i, row in enumerate(rows):
+        if max_rows is not None and i >= max_rows:
+            break
+        buffer.append(row)
+        if len(buffer) == chunk_size:
+            yield encode(buffer, start)
+            start, buffer = start + len(buffer), []
+    if buffer:
+        yield encode(buffer, start)
+
+
+def validate_labels(
+    dataset: Any,
+    tasks: Sequence[TaskSpec],
+    label_columns: Mapping[str, str] | None = None,
+    known_label_columns: Mapping[str, str] | None = None,
+    chunk_size: int = 1000,
+    max_rows: int | None = None,
+) -> dict[str, int]:
+    """Encode every label of ``dataset`` once, so bad labels fail before training, not hours into it.
+
+    The error names the task, the column and the row: a configured task without its column, an unknown class name, a
+    label list of the wrong length, a multilabel value that is not 0/1/None. Only the label columns are read (images
+    are not decoded). Returns the number of present labels per task; a task with none is logged as a warning, since
+    its head would never train.
+    """
+    names = [spec.name for spec in tasks]
+    for argument, mapping in (("label_columns", label_columns), ("known_label_columns", known_label_columns)):
+        unknown = sorted(set(mapping or {}) - set(names))
+        if unknown:
+            raise ValueError(f"{argument} maps tasks {unknown} that the model does not have (its tasks: {names})")
+    if hasattr(dataset, "__len__") and len(dataset) == 0:
+        raise ValueError(
+            "the dataset is empty (0 rows): there is nothing to train or evaluate on; check the split name, the "
+            "filter or `max_train_samples` / `max_eval_samples`"
+        )
+    counts = {spec.name: 0 for spec in tasks}
+    for encoded in iter_encoded_labels(dataset, tasks, label_columns, known_label_columns, chunk_size, max_rows):
+        for spec in tasks:
+            counts[spec.name] += int(spec.task_type.count_present(encoded[spec.name]))
+    for name, count in counts.items():
+        if count == 0:
+            logger.warning("task %r has no present label in this dataset: its head will not learn from it", name)
+    return counts
+
+
+INPUT_KINDS = ("image", "text")
+
+
+def validate_inputs(
+    dataset: Any,
+    input_column: str | None = None,
+    kind: str | None = None,
+    allow_empty_text: bool | None = None,
+    max_rows: int | None = None,
+    decode_images: bool = False,
+) -> int:
+    """Check every raw input of ``dataset`` once, so a bad row fails before training, naming the row and column.
+
+    ``kind="text"``: a text that is None, not a string, or empty / only whitespace (unless ``allow_empty_text``).
+    ``kind="image"``: an image path that does not exist, or a file / bytes whose header no image format recognises
+    (only headers are read, so this is cheap; data corrupt past a valid header fails when the image is decoded, with
+    an error naming the file). ``decode_images=True`` decodes every image once, so a file corrupt past its header
+    fails now too (costs a full decode pass). Arrays and tensors pass: they are decoded already.
+
+    Without ``input_column`` / ``kind`` they are read from a ``dataset.with_transform(dataset_transform(...))``
+    dataset (as [`MultiTaskTrainer`] does); a dataset without such a transform has no raw inputs to check.
+    Returns the number of rows checked.
+    """
+    transform = (getattr(dataset, "format", None) or {}).get("format_kwargs", {}).get("transform")
+    input_column = input_column or getattr(transform, "input_column", None)
+    kind = kind or getattr(transform, "input_kind", None)
+    if allow_empty_text is None:
+        allow_empty_text = bool(getattr(transform, "allow_empty_text", False))
+    if input_column is None or kind is None:
+        return 0
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"kind must be one of {INPUT_KINDS}, got {kind!r}")
+    check = text_problem if kind == "text" else functools.partial(image_problem, decode=decode_images)
+    count = 0
+    for count, value in enumerate(_input_values(dataset, input_column, max_rows, kind), start=1):
+        problem = check(value, allow_empty_text)
+        if problem is not None:
+            raise ValueError(f"column {input_column!r}, row {count - 1}: {problem}")
+    return count
+
+
+def _input_values(dataset: Any, column: str, max_rows: int | None, kind: str, chunk_size: int = 1000) -> Iterator[Any]:
+    """The raw values of ``column``, chunk by chunk (images as undecoded bytes / paths), with a progress bar."""
+    import itertools
+
+    import datasets
+    from tqdm.auto import tqdm
+
+    if not isinstance(dataset, datasets.Dataset):  # a list of rows or an IterableDataset: only the rows asked for
+        for i, row in enumerate(itertools.islice(dataset, max_rows)):
+            if column not in row:
+                raise ValueError(f"row {i} has no input column {column!r} (its keys: {sorted(row)})")
+            yield row[column]
+        return
+    if column not in dataset.column_names:
+        raise ValueError(
+            f"the dataset has no input column {column!r} (columns: {dataset.column_names}); set the input column to "
+            "the one that holds the raw images or texts"
+        )
+    raw = dataset.with_format(None).select_columns([column])
+    if isinstance(raw.features[column], datasets.Image):  # read bytes / paths, never decode pixels here
+        raw = raw.cast_column(column, datasets.Image(decode=False))
+    total = len(raw) if max_rows is None else min(len(raw), max_rows)
+    with tqdm(total=total, desc=f"Checking {kind}s", unit=" rows", disable=total < 50_000) as progress:
+        for start in range(0, total, chunk_size):
+            values = raw[start : min(start + chunk_size, total)][column]
+            yield from values
+            progress.update(len(values))
+
+
+def image_problem(value: Any, allow_empty: bool = False, decode: bool = False) -> str | None:
+    """What is wrong with a raw image input (a path / datasets ``Image()`` dict), from its header only (``decode``:
+    from a full decode); None when fine. ``allow_empty`` is unused: the signature matches [`text_problem`].
+    """
+    if value is None:
+        return "the image is missing (None); fill it in or drop the row (`dataset.filter`)"
+    source: Any = None
+    if isinstance(value, (str, os.PathLike)):
+        if not os.path.isfile(value):
+            return f"image file {os.fspath(value)!r} does not exist (paths in a data file are relative to that file)"
+        source, name = value, f"image file {os.fspath(value)!r}"
+    elif isinstance(value, dict) and ("bytes" in value or "path" in value):  # an undecoded datasets Image()
+        path = value.get("path")
+        if value.get("bytes"):
+            source, name = io.BytesIO(value["bytes"]), f"image bytes of {path!r}" if path else "image bytes"
+        elif path:
+            return image_problem(path, decode=decode)
+        else:
+            return "the image has neither bytes nor a path"
+    if source is None:
+        return None  # PIL images, arrays and tensors are decoded already
+    try:
+        open_image(source, name, decode=decode)
+    except ValueError as err:
+        return str(err)
+    return None

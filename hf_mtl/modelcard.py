@@ -1,0 +1,350 @@
+"""The model card: the template in ``model_cards/`` filled with the task sections, the ``model-index`` of the real eval
+results, the per-label table, the training recipe and a usage snippet that runs as written.
+
+Tokens never reach a card: training arguments whose name ends in ``_token`` are left out of the recipe.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from .chart import CHART_FILENAME, plot_per_label_metrics
+from .preprocessing import input_kind
+from .tasks import TaskSpec
+
+TEMPLATE_NAME = "hf_mtl_model_card.md"
+LIBRARY_NAME = "hf-mtl"
+CARD_METRIC_PREFIXES = ("eval_", "test_")
+AGGREGATE_PREFIXES = ("", "macro_", "micro_")
+RECIPE_KEYS = (
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "optim",
+    "max_grad_norm",
+    "seed",
+    "bf16",
+    "fp16",
+)
+
+PerLabelMetrics = Mapping[str, Mapping[str, Mapping[str, float | None]]]
+"""``{task: {label: {metric: value}}}``: one evaluation's per-label table (``hf_mtl.metrics.Evaluation.per_label``)."""
+
+
+# ----------------------------------------------------------------------------------------------------------- template
+def model_card_template_path() -> Path:
+    """Where the card template is read from.
+
+    The template's home is the top-level ``model_cards/`` folder of the source tree (what contributors edit). An
+    installed wheel has no such folder, so the package ships a byte-identical copy as package data in
+    ``hf_mtl/templates/`` (a test keeps the two equal). ``HF_MTL_MODEL_CARD_TEMPLATE`` points at another template.
+    """
+    override = os.environ.get("HF_MTL_MODEL_CARD_TEMPLATE")
+    if override:
+        if not os.path.isfile(override):
+            raise FileNotFoundError(f"HF_MTL_MODEL_CARD_TEMPLATE={override!r} is not a file")
+        return Path(override)
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "model_cards" / TEMPLATE_NAME, here / "templates" / TEMPLATE_NAME):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"the model card template {TEMPLATE_NAME} is missing from {here / 'templates'}")
+
+
+# ---------------------------------------------------------------------------------------------------- model-index
+def _strip_prefix(key: str) -> str:
+    for prefix in CARD_METRIC_PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+def task_eval_results(specs: Sequence[TaskSpec], metrics: Mapping[str, Any] | None) -> list[tuple[str, str, float]]:
+    """``(task, metric, value)`` for every task-level metric in a Trainer metrics dict (``eval_<task>_<metric>``).
+
+    Task-level metrics are each type's ``metric_names`` and their ``macro_``/``micro_`` aggregates; per-label entries
+    and losses stay out of the model-index.
+    """
+    if not metrics:
+        return []
+    flat = {_strip_prefix(key): value for key, value in metrics.items()}
+    rows = []
+    for spec in specs:
+        for metric in spec.task_type.metric_names:
+            for aggregate in AGGREGATE_PREFIXES:
+                name = f"{aggregate}{metric}"
+                value = flat.get(f"{spec.name}_{name}")
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    rows.append((spec.name, name, float(value)))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------- per-label table
+def _format_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"  # undefined on this eval set (e.g. no present label), never faked
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) > 1):
+        return str(int(value))
+    return f"{value:.4f}"
+
+
+def per_label_table(
+    specs: Sequence[TaskSpec], per_label: Mapping[str, Mapping[str, Mapping[str, float]]] | None
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """``{task: {label: {metric: value}}}`` → (metric columns, rows ``{task, label, cells, text}``) in config order."""
+    if not per_label:
+        return [], []
+    unknown = sorted(set(per_label) - {spec.name for spec in specs})
+    if unknown:
+        raise ValueError(f"per-label metrics for unknown tasks {unknown}; the model's tasks are {[s.name for s in specs]}")
+    columns: list[str] = []
+    for labels in per_label.values():
+        for values in labels.values():
+            columns.extend(m for m in values if m not in columns)
+    rows = []
+    for spec in specs:
+        labels = per_label.get(spec.name) or {}
+        order = [name for name in spec.label_names if name in labels] + [n for n in labels if n not in spec.label_names]
+        for label in order:
+            values = labels[label]
+            cells = [values.get(m) for m in columns]
+            rows.append({"task": spec.name, "label": label, "cells": cells, "text": [_format_cell(v) for v in cells]})
+    return columns, rows
+
+
+# ------------------------------------------------------------------------------------------------------ card data
+def _timm_pretrained_cfg(config: Any) -> Any:
+    if config.backbone_library != "timm":
+        return None
+    import timm
+
+    return timm.models.get_pretrained_cfg(config.backbone.removeprefix("timm/"))
+
+
+def default_base_model(config: Any) -> str | None:
+    """The Hub id of the backbone's pretrained weights, when it has one (not for local folders)."""
+    pretrained_cfg = _timm_pretrained_cfg(config)
+    if pretrained_cfg is not None:
+        return getattr(pretrained_cfg, "hf_hub_id", None) or None
+    backbone = str(config.backbone or "")
+    if config.backbone_library == "transformers" and backbone.count("/") == 1 and not os.path.exists(backbone):
+        return backbone
+    return None
+
+
+def default_license(config: Any) -> str | None:
+    """The license of the backbone weights: the config's ``backbone_license``, else timm's pretrained config."""
+    if config.backbone_license:
+        return config.backbone_license
+    pretrained_cfg = _timm_pretrained_cfg(config)
+    return getattr(pretrained_cfg, "license", None) if pretrained_cfg is not None else None
+
+
+def training_recipe(args: Any = None, state: Any = None) -> list[tuple[str, Any]]:
+    """The settings that reproduce a run: core optimisation arguments, every hf_mtl-specific argument, the run length.
+
+    Arguments whose name ends in ``_token`` are never included.
+    """
+    if args is None:
+        return []
+    from transformers import TrainingArguments
+
+    values = args.to_dict() if hasattr(args, "to_dict") else dict(args)
+    base = {f.name for f in fields(TrainingArguments)} if isinstance(args, TrainingArguments) else set()
+    keys = [k for k in RECIPE_KEYS if k in values] + [k for k in values if k not in base and k not in RECIPE_KEYS]
+    recipe = [(k, values[k]) for k in keys if not k.endswith("_token") and values[k] is not None]
+    world_size = getattr(args, "world_size", None)
+    if world_size is not None:
+        recipe.append(("world_size", world_size))
+        batch = values.get("per_device_train_batch_size", 0) * values.get("gradient_accumulation_steps", 1)
+        recipe.append(("effective_batch_size", batch * world_size))
+    if state is not None and getattr(state, "global_step", 0):
+        recipe += [("trained_steps", state.global_step), ("trained_epochs", round(float(state.epoch or 0), 4))]
+    return recipe
+
+
+def usage_snippet(repo_id: str, kind: str) -> str:
+    """A snippet that runs as written once the repo exists (tests execute the one in the card)."""
+    example = {
+        "image": ('from PIL import Image\n', 'Image.new("RGB", (224, 224), "white")  # a PIL image, an array or a path'),
+        "text": ("", '"Replace this sentence with your own text."'),
+        "audio": ("import numpy as np\n", "np.zeros(16000, dtype=np.float32)  # one second of 16 kHz audio"),
+    }[kind]
+    return (
+        f"{example[0]}from transformers import AutoModel, pipeline\n\n"
+        "import hf_mtl  # registers the model with transformers' Auto classes and the pipeline task\n\n"
+        f'model = AutoModel.from_pretrained("{repo_id}")  # or hf_mtl.MultiTaskModel.from_pretrained\n'
+        f"example = {example[1]}\n"
+        "print(model.predict([example], top_k=2))\n\n"
+        f'classifier = pipeline("multi-task-classification", model="{repo_id}")\n'
+        "print(classifier(example))"
+    )
+
+
+def _versions() -> list[tuple[str, str]]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .version import __version__
+
+    out = [("hf_mtl", __version__)]
+    for name in ("transformers", "timm", "torch", "huggingface_hub"):
+        try:
+            out.append((name, version(name)))
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def task_sections(specs: Sequence[TaskSpec]) -> list[dict[str, Any]]:
+    """One card section per task: type, outputs, labels, loss weight, what a missing label is, the decision rule."""
+    sections = []
+    for spec in specs:
+        task_type = spec.task_type
+        thresholded = task_type.uses_thresholds
+        thresholds = spec.thresholds if spec.thresholds is not None else [0.5] * spec.output_size
+        names = spec.output_names  # one name per output (a binary task's one output is its positive label)
+        sections.append(
+            {
+                "name": spec.name,
+                "type": spec.type,
+                "output_size": spec.output_size,
+                "labels": spec.label_names,
+                "loss_weight": spec.loss_weight,
+                "missing": task_type.missing_label_rule,
+                "decision": task_type.decision_rule
+                + ("" if not thresholded or spec.thresholds is not None else " (default threshold 0.5)"),
+                "thresholds": list(zip(names, thresholds)) if thresholded else None,
+                "prediction": task_type.prediction_text,
+            }
+        )
+    return sections
+
+
+def model_index(
+    specs: Sequence[TaskSpec],
+    eval_rows: Sequence[tuple[str, str, float]],
+    pipeline_tag: str,
+    dataset_name: str,
+    eval_split: str | None = None,
+) -> list[Any]:
+    """The card metadata's ``model-index`` results (``huggingface_hub.EvalResult``), one per task-level metric."""
+    from huggingface_hub import EvalResult
+
+    # The Hub groups model-index results by task type and dataset, so the hf_mtl task is named in each metric's name.
+    task_summary = "multi-task: " + ", ".join(f"{s.name} ({s.type})" for s in specs)
+    return [
+        EvalResult(
+            task_type=pipeline_tag,
+            task_name=task_summary,
+            dataset_type=dataset_name,
+            dataset_name=dataset_name,
+            dataset_split=eval_split,
+            metric_type=metric,
+            metric_name=f"{task} {metric}",
+            metric_value=value,
+        )
+        for task, metric, value in eval_rows
+    ]
+
+
+def create_model_card(
+    model: Any,
+    *,
+    repo_id: str | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    per_label_metrics: PerLabelMetrics | None = None,
+    datasets: str | Sequence[str] | None = None,
+    eval_split: str | None = None,
+    training_args: Any = None,
+    trainer_state: Any = None,
+    base_model: str | None = None,
+    license: str | None = None,
+    tags: Iterable[str] | None = None,
+    model_name: str | None = None,
+    chart_file: str | None = None,
+):
+    """Render the model card of ``model`` from the template in ``model_cards/`` (a ``huggingface_hub.ModelCard``).
+
+    The one card signature: [`write_model_card`], ``MultiTaskModel.push_to_hub``, ``MultiTaskTrainer.push_to_hub`` /
+    ``create_model_card`` and ``hf-mtl push`` all take these keyword arguments.
+
+    Args:
+        metrics: the last evaluation's metrics (``trainer.evaluate()``): task-level numbers go into the card's
+            ``model-index`` and its evaluation table, exactly as given.
+        per_label_metrics: ``{task: {label: {metric: value}}}`` from the same evaluation, for the per-label table
+            (``hf_mtl.metrics.Evaluation.per_label``; the Trainer passes its last evaluation's). None: no table.
+        datasets: Hub dataset ids (or names) the model was trained and evaluated on.
+        eval_split: the split the metrics were computed on.
+        training_args / trainer_state: the run's `TrainingArguments` and `TrainerState`, for the recipe section.
+        base_model / license: default to the backbone's Hub id and license (timm's pretrained config, the config).
+        chart_file: file name of the per-label chart beside the card ([`write_model_card`] draws it).
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    config = model.config
+    specs: list[TaskSpec] = list(model.task_specs)
+    repo_id = repo_id or config.name_or_path or "path/to/model"
+    model_name = model_name or repo_id.rstrip("/").split("/")[-1]
+    kind = input_kind(model.main_input_name)
+    pipeline_tag = f"{kind}-classification"
+    datasets = [datasets] if isinstance(datasets, str) else list(datasets or [])
+    base_model = base_model or default_base_model(config)
+    license = license or default_license(config)
+    eval_rows = task_eval_results(specs, metrics)
+    eval_results = model_index(specs, eval_rows, pipeline_tag, datasets[0] if datasets else "evaluation set", eval_split)
+    all_tags = [LIBRARY_NAME, "multi-task", pipeline_tag, config.backbone_library]
+    all_tags += sorted({spec.type for spec in specs})
+    all_tags += [t for t in (tags or []) if t not in all_tags]
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=license,
+        base_model=base_model,
+        datasets=datasets or None,
+        tags=list(dict.fromkeys(all_tags)),
+        pipeline_tag=pipeline_tag,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    columns, label_rows = per_label_table(specs, per_label_metrics)
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(model_card_template_path()),
+        model_name=model_name,
+        backbone=config.backbone,
+        backbone_library=config.backbone_library,
+        backbone_license=license,
+        base_model=base_model,
+        tasks=task_sections(specs),
+        eval_rows=[{"task": t, "metric": m, "value": v} for t, m, v in eval_rows],
+        dataset_names=datasets,
+        eval_split=eval_split,
+        per_label_metrics=columns,
+        per_label_rows=label_rows,
+        chart_file=chart_file if label_rows else None,
+        recipe=training_recipe(training_args, trainer_state),
+        usage_snippet=usage_snippet(repo_id, kind),
+        versions=_versions(),
+    )
+
+
+def write_model_card(model: Any, folder: str | os.PathLike, **card_kwargs: Any) -> Path:
+    """Write ``README.md`` (and the per-label chart, when ``per_label_metrics`` are given) into ``folder``.
+
+    ``card_kwargs``: the keyword arguments of [`create_model_card`] (but ``chart_file``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    columns, rows = per_label_table(model.task_specs, card_kwargs.get("per_label_metrics"))
+    chart = plot_per_label_metrics(columns, rows, folder / CHART_FILENAME).name if rows else None
+    card = create_model_card(model, chart_file=chart, **card_kwargs)
+    path = folder / "README.md"
+    card.save(path)
+    return path

@@ -1,0 +1,56 @@
+"""Push a saved model folder to the Hub with its card: the metrics and per-label table come from the files the
+training run wrote beside the model (``eval_results.json``, ``per_label_metrics.json``).
+
+    hf-mtl push outputs/fashion_grid_efficientnet user/fashion-grid-presence [--private] [--revision dev]
+
+The token comes from huggingface_hub's own login / ``HF_TOKEN``: it is never an argument that could be logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from ..hub import PushToHubError
+from .models import load_saved_model
+from .train import PER_LABEL_FILE
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-mtl push", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="saved model folder")
+    parser.add_argument("repo_id", help="owner/name on the Hub")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--commit_message", default=None)
+    return parser
+
+
+def card_from_run(folder: str) -> dict[str, Any]:
+    """The card's ``metrics`` and ``per_label_metrics`` from a training run's output folder (when it has them)."""
+    card: dict[str, Any] = {}
+    for key, name in (("metrics", "eval_results.json"), ("per_label_metrics", PER_LABEL_FILE)):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                card[key] = json.load(handle)
+    return card
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Returns huggingface_hub's ``CommitInfo``; a failed push is a [`PushToHubError`] that says how to retry."""
+    args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    model = load_saved_model(args.model)
+    try:
+        info = model.push_to_hub(args.repo_id, private=args.private, revision=args.revision,
+                                 commit_message=args.commit_message, **card_from_run(args.model))
+    except PushToHubError as err:
+        err.args = (f"{err}\nThe model folder {args.model} is unchanged: `hf-mtl push {args.model} {args.repo_id}` "
+                    "again.",)
+        raise
+    print(f"pushed {args.model} to {args.repo_id}: {getattr(info, 'commit_url', info)}", flush=True)
+    return info
