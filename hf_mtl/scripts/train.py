@@ -219,10 +219,13 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict[s
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    """``python -m hf_mtl.scripts.train``: as ``hf-mtl train`` (same exit codes and one-line errors)."""
-    from ..cli import main as hf_mtl_main
-
-    return hf_mtl_main(["train", *(sys.argv[1:] if argv is None else argv)])
+    """``python -m hf_mtl.scripts.train``: as ``hf-mtl train`` (exit 2 and a one-line error for a bad recipe)."""
+    try:
+        main(argv)
+    except RecipeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
