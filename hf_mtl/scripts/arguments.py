@@ -226,8 +226,10 @@ class RecipeParser(HfArgumentParser):
             members = _members(self.annotations[key])
             if value is None and type(None) not in members:
                 self._type_error(key, source, value)
-            if value is not None and not isinstance(value, str) and set(members) - {type(None)} == {str}:
-                self._type_error(key, source, value)  # a YAML number where a text (a path, an id, a token) belongs
+            if value is not None and not isinstance(value, (str, bool)) and set(members) - {type(None)} == {str}:
+                # a YAML number where a text (a path, an id, a token) belongs; a bool reads as the command line's
+                # `true` / `false` (`resume_from_checkpoint: true`)
+                self._type_error(key, source, value)
             self.sources[key] = (source, value)
         self.set_defaults(**{key: _as_text(value) for key, value in values.items()})
         for action in self._actions:
