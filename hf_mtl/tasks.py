@@ -361,6 +361,12 @@ class TaskType:
         """Per-label score of a chance predictor on encoded ``labels`` (None when the type has no baseline)."""
         return None
 
+    def evidence_targets(self, labels: torch.Tensor, num_outputs: int | None = None) -> torch.Tensor:
+        """Label tensor → ``(N, K)`` float64 regression targets for a linear model on features (LogME), NaN where
+        missing: the value per output (one-vs-rest for binary / multilabel, the raw target for regression)."""
+        targets = labels.reshape(len(labels), -1).double()
+        return torch.where(present_mask(targets), targets, torch.full_like(targets, float("nan")))
+
 
 class _BinaryLike(TaskType):
     """Sigmoid outputs trained with binary cross-entropy, one logit per label (never a softmax across labels)."""
@@ -571,6 +577,18 @@ class MultiClassTask(_ClassValued):
     def activate(self, spec, logits):
         return torch.softmax(logits.float(), dim=-1)
 
+    def evidence_targets(self, labels, num_outputs=None):
+        """One-hot columns, one per class; a sample without a class is missing in every column."""
+        labels = labels.reshape(-1)
+        mask = present_mask(labels)
+        ids = torch.where(mask, labels, torch.zeros_like(labels)).long()
+        if num_outputs is None:
+            num_outputs = max(2, int(ids.max()) + 1) if len(ids) else 2
+        if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= num_outputs):
+            raise ValueError(f"class ids must lie in [0, {num_outputs}) (or be -100 for missing)")
+        targets = F.one_hot(ids, num_outputs).double()
+        return torch.where(mask[:, None], targets, torch.full_like(targets, float("nan")))
+
     def decode(self, spec, scores, top_k=1):
         k = min(top_k, scores.numel())
         values, indices = scores.topk(k)
@@ -622,6 +640,16 @@ class OrdinalTask(_ClassValued):
 
     def output_layer(self, in_features, spec):
         return CoralLayer(in_features, spec.output_size)
+
+    def evidence_targets(self, labels, num_outputs=None):
+        """The K-1 "class > k" columns the loss trains on; a sample without a grade is missing in every column."""
+        labels = labels.reshape(-1)
+        mask = present_mask(labels)
+        ids = torch.where(mask, labels, torch.zeros_like(labels)).long()
+        if num_outputs is None:
+            num_outputs = max(1, int(ids.max())) if len(ids) else 1
+        targets = (ids[:, None] > torch.arange(num_outputs)[None, :]).double()
+        return torch.where(mask[:, None], targets, torch.full_like(targets, float("nan")))
 
     def loss_terms(self, spec, logits, labels):
         labels = labels.reshape(-1)

@@ -1,0 +1,138 @@
+"""LogME: how well frozen features suit a task, without training (You et al., "LogME: Practical Assessment of
+Pre-trained Models for Transfer Learning", ICML 2021).
+
+For each target column y, a Bayesian linear model ``y = F w + noise`` with prior ``w ~ N(0, 1/alpha)`` and noise
+precision ``beta`` has a closed-form marginal likelihood (evidence). LogME maximises it over ``alpha`` and ``beta``
+with MacKay's fixed-point updates and reports ``log evidence / N``; a task's score is the mean over its targets.
+Higher means the features explain the labels better with a simpler linear model.
+
+Everything runs in float64 on one eigendecomposition of the features' Gram matrix (the squared singular values and
+right singular vectors of ``F``) per distinct missing-label mask; the fixed point runs for all targets at once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["logme", "logme_targets", "evidence"]
+
+MAX_ITERATIONS = 1000
+TOLERANCE = 1e-12
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().double().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _spectrum(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sigma, V)``: eigenvalues of ``FᵀF`` (squared singular values, clamped at 0) and its eigenvectors."""
+    n, d = features.shape
+    if n >= d:
+        sigma, vectors = np.linalg.eigh(features.T @ features)
+        return np.clip(sigma, 0.0, None), vectors
+    # fewer rows than features: the N x N kernel is smaller; FᵀF's other d - n eigenvalues are 0
+    sigma, left = np.linalg.eigh(features @ features.T)
+    sigma = np.clip(sigma, 0.0, None)
+    s = np.sqrt(sigma)
+    right = (features.T @ left) / np.where(s > 0, s, 1.0)
+    return sigma, right
+
+
+def _maximise(sigma: np.ndarray, proj: np.ndarray, yy: np.ndarray, n: int, d: int) -> tuple[np.ndarray, ...]:
+    """Fixed point of alpha, beta for every target column at once; returns (evidence / n, alpha, beta).
+
+    ``sigma`` (k,): nonzero-capable eigenvalues of FᵀF; ``proj`` (k, T): eigenbasis coordinates of Fᵀy; ``yy`` (T,):
+    ‖y‖². The remaining ``d - k`` directions have eigenvalue 0 (they only add ``log alpha`` terms).
+    """
+    t = proj.shape[1]
+    alpha, beta = np.ones(t), np.ones(t)
+    s = sigma[:, None]
+    for _ in range(MAX_ITERATIONS):
+        denom = alpha + beta * s
+        gamma = (beta * s / denom).sum(0)
+        m = beta * proj / denom  # posterior mean of w in the eigenbasis
+        mm = (m**2).sum(0)
+        residual = np.maximum(yy - 2 * (proj * m).sum(0) + (s * m**2).sum(0), 1e-300)
+        new_alpha = gamma / np.maximum(mm, 1e-300)
+        new_beta = (n - gamma) / residual
+        change = np.maximum(np.abs(new_alpha / alpha - 1), np.abs(new_beta / beta - 1)).max()
+        alpha, beta = new_alpha, new_beta
+        if change < TOLERANCE:
+            break
+    return evidence(sigma, proj, yy, n, d, alpha, beta) / n, alpha, beta
+
+
+def evidence(sigma: np.ndarray, proj: np.ndarray, yy: np.ndarray, n: int, d: int, alpha: Any, beta: Any) -> np.ndarray:
+    """Log evidence of the Bayesian linear model at ``(alpha, beta)`` (per target column), from the spectrum."""
+    s = sigma[:, None]
+    denom = alpha + beta * s
+    m = beta * proj / denom
+    mm = (m**2).sum(0)
+    residual = np.maximum(yy - 2 * (proj * m).sum(0) + (s * m**2).sum(0), 0.0)
+    logdet = np.log(denom).sum(0) + (d - len(sigma)) * np.log(alpha)
+    return (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - alpha / 2 * mm - beta / 2 * residual - logdet / 2
+            - n / 2 * math.log(2 * math.pi))
+
+
+def logme_targets(features: Any, targets: Any) -> np.ndarray:
+    """LogME (log maximum evidence / N) of each column of ``targets`` (N, T) on ``features`` (N, D); NaN marks a
+    missing target, and each column is scored on its present rows only (one eigendecomposition per distinct mask).
+    A column with fewer than 2 present rows scores NaN."""
+    f = _as_numpy(features)
+    y = _as_numpy(targets)
+    if f.ndim != 2:
+        raise ValueError(f"features must be a 2-D array (samples, features), got shape {f.shape}")
+    y = y.reshape(len(y), -1)
+    if len(y) != len(f):
+        raise ValueError(f"features have {len(f)} rows but the labels have {len(y)}")
+    if not np.isfinite(f).all():
+        raise ValueError("features contain NaN or inf: the backbone's outputs cannot be scored")
+    present = ~np.isnan(y)
+    scores = np.full(y.shape[1], np.nan)
+    # targets with the same present rows share one spectrum
+    groups: dict[bytes, list[int]] = {}
+    for column in range(y.shape[1]):
+        groups.setdefault(present[:, column].tobytes(), []).append(column)
+    for columns in groups.values():
+        rows = present[:, columns[0]]
+        n = int(rows.sum())
+        if n < 2:
+            continue
+        fm, ym = f[rows], y[rows][:, columns]
+        sigma, vectors = _spectrum(fm)
+        proj = vectors.T @ (fm.T @ ym)
+        scores[columns] = _maximise(sigma, proj, (ym**2).sum(0), n, f.shape[1])[0]
+    return scores
+
+
+def logme(features: Any, labels: Any, task_type: Any, num_outputs: int | None = None) -> float:
+    """LogME of one task: the mean over its targets of log maximum evidence / N (You et al., 2021).
+
+    Args:
+        features: (N, D) frozen features (e.g. the ``features`` column of the feature cache).
+        labels: the task's label tensor as the collator builds it: class ids (N,) for multiclass, 0/1 (N,) or
+            (N, L) for binary / multilabel, values (N,) or (N, K) for regression; -100 or NaN marks a missing label.
+        task_type: a task type name (``"multilabel"``, ``"multiclass"``, ...) or a [`TaskSpec`].
+        num_outputs: number of classes of a multiclass task (default: the task spec's, else the largest id + 1).
+    """
+    from ..tasks import TASK_TYPES, TaskSpec
+
+    if isinstance(task_type, TaskSpec):
+        num_outputs = num_outputs if num_outputs is not None else task_type.output_size
+        kind = task_type.task_type
+    elif task_type in TASK_TYPES:
+        kind = TASK_TYPES[task_type]
+    else:
+        raise ValueError(f"unknown task type {task_type!r}; choose one of {sorted(TASK_TYPES)}")
+    labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    targets = kind.evidence_targets(labels, num_outputs)
+    scores = logme_targets(features, targets)
+    if np.isnan(scores).all():
+        return float("nan")
+    return float(np.nanmean(scores))
