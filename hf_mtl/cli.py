@@ -4,6 +4,7 @@
     hf-mtl eval outputs/fashion_grid_efficientnet recipes/fashion_grid_efficientnet.yaml [overrides]
     hf-mtl predict outputs/fashion_grid_efficientnet image1.png image2.png [--top_k 3]
     hf-mtl push outputs/fashion_grid_efficientnet user/fashion-grid-presence [--private]
+    hf-mtl advise recipes/fashion_grid_mixed_tasks.yaml [--backbones a b c] [--max-samples N] [--output-dir DIR]
 
 Each command is a module `hf_mtl.scripts.<command>` with `make_parser()` and `main(argv)`; this only dispatches.
 `train` also runs under `accelerate launch` (`accelerate launch -m hf_mtl.cli train recipe.yaml`).
@@ -21,6 +22,7 @@ COMMANDS = {
     "eval": "evaluate a saved model on a recipe's eval data",
     "predict": "predict every task for images or texts",
     "push": "push a saved model (with its card) to the Hub",
+    "advise": "before training: which backbone, freeze policy and task grouping (a report)",
 }
 
 
@@ -32,6 +34,8 @@ def command_module(name: str) -> ModuleType:
         from .scripts import eval as module
     elif name == "predict":
         from .scripts import predict as module
+    elif name == "advise":
+        from .scripts import advise as module
     else:
         from .scripts import push as module
     return module

@@ -7,6 +7,21 @@ backbone against the same one randomly initialised, label statistics, and task a
 
 from __future__ import annotations
 
+from .advisor import advise, parse_candidate
+from .affinity import TaskAffinity, feature_task_affinity, lookahead_affinity, suggest_grouping
+from .data_report import data_report
 from .logme import logme, logme_targets
+from .probe import probe
 
-__all__ = ["logme", "logme_targets"]
+__all__ = [
+    "TaskAffinity",
+    "advise",
+    "data_report",
+    "feature_task_affinity",
+    "logme",
+    "logme_targets",
+    "lookahead_affinity",
+    "parse_candidate",
+    "probe",
+    "suggest_grouping",
+]

@@ -6,8 +6,8 @@ precision ``beta`` has a closed-form marginal likelihood (evidence). LogME maxim
 with MacKay's fixed-point updates and reports ``log evidence / N``; a task's score is the mean over its targets.
 Higher means the features explain the labels better with a simpler linear model.
 
-Everything runs in float64 on one eigendecomposition of the features' Gram matrix (the squared singular values and
-right singular vectors of ``F``) per distinct missing-label mask; the fixed point runs for all targets at once.
+Everything runs in float64 on one SVD of the features per distinct missing-label mask (targets that miss the same rows
+share it); the fixed point runs for all targets at once, in the singular basis, so each iteration is O(min(N, D)).
 """
 
 from __future__ import annotations
@@ -30,51 +30,37 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
-def _spectrum(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(sigma, V)``: eigenvalues of ``FᵀF`` (squared singular values, clamped at 0) and its eigenvectors."""
-    n, d = features.shape
-    if n >= d:
-        sigma, vectors = np.linalg.eigh(features.T @ features)
-        return np.clip(sigma, 0.0, None), vectors
-    # fewer rows than features: the N x N kernel is smaller; FᵀF's other d - n eigenvalues are 0
-    sigma, left = np.linalg.eigh(features @ features.T)
-    sigma = np.clip(sigma, 0.0, None)
-    s = np.sqrt(sigma)
-    right = (features.T @ left) / np.where(s > 0, s, 1.0)
-    return sigma, right
-
-
-def _maximise(sigma: np.ndarray, proj: np.ndarray, yy: np.ndarray, n: int, d: int) -> tuple[np.ndarray, ...]:
+def _maximise(sigma: np.ndarray, z: np.ndarray, outside: np.ndarray, n: int, d: int) -> tuple[np.ndarray, ...]:
     """Fixed point of alpha, beta for every target column at once; returns (evidence / n, alpha, beta).
 
-    ``sigma`` (k,): nonzero-capable eigenvalues of FᵀF; ``proj`` (k, T): eigenbasis coordinates of Fᵀy; ``yy`` (T,):
-    ‖y‖². The remaining ``d - k`` directions have eigenvalue 0 (they only add ``log alpha`` terms).
+    ``sigma`` (k,): squared singular values of F; ``z`` (k, T): the targets in the left singular basis; ``outside``
+    (T,): the targets' squared norm outside the span of F. The other ``d - k`` directions of w have eigenvalue 0.
     """
-    t = proj.shape[1]
+    t = z.shape[1]
     alpha, beta = np.ones(t), np.ones(t)
     s = sigma[:, None]
-    for _ in range(MAX_ITERATIONS):
-        denom = alpha + beta * s
-        gamma = (beta * s / denom).sum(0)
-        m = beta * proj / denom  # posterior mean of w in the eigenbasis
-        mm = (m**2).sum(0)
-        residual = np.maximum(yy - 2 * (proj * m).sum(0) + (s * m**2).sum(0), 1e-300)
-        new_alpha = gamma / np.maximum(mm, 1e-300)
-        new_beta = (n - gamma) / residual
-        change = np.maximum(np.abs(new_alpha / alpha - 1), np.abs(new_beta / beta - 1)).max()
-        alpha, beta = new_alpha, new_beta
-        if change < TOLERANCE:
-            break
-    return evidence(sigma, proj, yy, n, d, alpha, beta) / n, alpha, beta
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for _ in range(MAX_ITERATIONS):
+            denom = alpha + beta * s
+            gamma = (beta * s / denom).sum(0)
+            mm = ((beta * np.sqrt(s) * z / denom) ** 2).sum(0)  # |posterior mean of w|²
+            residual = ((alpha * z / denom) ** 2).sum(0) + outside  # |y - F m|², free of cancellation
+            new_alpha, new_beta = gamma / mm, (n - gamma) / residual
+            if not (np.isfinite(new_alpha).all() and np.isfinite(new_beta).all()):
+                break
+            change = np.maximum(np.abs(new_alpha / alpha - 1), np.abs(new_beta / beta - 1)).max()
+            alpha, beta = new_alpha, new_beta
+            if change < TOLERANCE:
+                break
+    return evidence(sigma, z, outside, n, d, alpha, beta) / n, alpha, beta
 
 
-def evidence(sigma: np.ndarray, proj: np.ndarray, yy: np.ndarray, n: int, d: int, alpha: Any, beta: Any) -> np.ndarray:
-    """Log evidence of the Bayesian linear model at ``(alpha, beta)`` (per target column), from the spectrum."""
+def evidence(sigma: np.ndarray, z: np.ndarray, outside: np.ndarray, n: int, d: int, alpha: Any, beta: Any) -> np.ndarray:
+    """Log evidence of the Bayesian linear model at ``(alpha, beta)`` per target column, from the SVD of F."""
     s = sigma[:, None]
     denom = alpha + beta * s
-    m = beta * proj / denom
-    mm = (m**2).sum(0)
-    residual = np.maximum(yy - 2 * (proj * m).sum(0) + (s * m**2).sum(0), 0.0)
+    mm = ((beta * np.sqrt(s) * z / denom) ** 2).sum(0)
+    residual = ((alpha * z / denom) ** 2).sum(0) + outside
     logdet = np.log(denom).sum(0) + (d - len(sigma)) * np.log(alpha)
     return (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - alpha / 2 * mm - beta / 2 * residual - logdet / 2
             - n / 2 * math.log(2 * math.pi))
@@ -82,8 +68,8 @@ def evidence(sigma: np.ndarray, proj: np.ndarray, yy: np.ndarray, n: int, d: int
 
 def logme_targets(features: Any, targets: Any) -> np.ndarray:
     """LogME (log maximum evidence / N) of each column of ``targets`` (N, T) on ``features`` (N, D); NaN marks a
-    missing target, and each column is scored on its present rows only (one eigendecomposition per distinct mask).
-    A column with fewer than 2 present rows scores NaN."""
+    missing target, and each column is scored on its present rows only (one SVD per distinct mask).
+    A column with fewer than 2 present rows, or all zero (a class that never occurs), scores NaN."""
     f = _as_numpy(features)
     y = _as_numpy(targets)
     if f.ndim != 2:
@@ -104,10 +90,15 @@ def logme_targets(features: Any, targets: Any) -> np.ndarray:
         n = int(rows.sum())
         if n < 2:
             continue
-        fm, ym = f[rows], y[rows][:, columns]
-        sigma, vectors = _spectrum(fm)
-        proj = vectors.T @ (fm.T @ ym)
-        scores[columns] = _maximise(sigma, proj, (ym**2).sum(0), n, f.shape[1])[0]
+        # an all-zero target (a class absent from the data) has unbounded evidence (noise-free): no information
+        columns = [c for c in columns if np.any(y[rows, c] != 0)]
+        if not columns:
+            continue
+        ym = y[rows][:, columns]
+        left, singular, _ = np.linalg.svd(f[rows], full_matrices=False)
+        z = left.T @ ym
+        outside = np.maximum((ym**2).sum(0) - (z**2).sum(0), 0.0)
+        scores[columns] = _maximise(singular**2, z, outside, n, f.shape[1])[0]
     return scores
 
 
