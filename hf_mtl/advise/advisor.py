@@ -21,7 +21,7 @@ from .probe import probe
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["advise", "parse_candidate", "TRANSFER_HELPS_FROM"]
+__all__ = ["advise", "parse_candidate", "score_backbone", "TRANSFER_HELPS_FROM"]
 
 TRANSFER_HELPS_FROM = 0.05
 """Pretrained features 'help' when the probe's validation loss is at least this fraction below the random control's."""
@@ -62,6 +62,14 @@ def _features(model_args: Any, data_args: Any, raw: Any, specs: list[TaskSpec], 
 
 def _logme_per_task(features: torch.Tensor, labels: dict[str, torch.Tensor], specs: list[TaskSpec]) -> dict[str, float]:
     return {spec.name: round(logme(features, labels[spec.name], spec), 6) for spec in specs}
+
+
+def score_backbone(model_args: Any, data_args: Any, raw: Any, labels: dict[str, torch.Tensor], specs: list[TaskSpec],
+                   cache_dir: str, batch_size: int = 64, seed: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
+    """LogME per task of one candidate (the recipe's model arguments: backbone, weights, image size, pooling) on the
+    rows ``raw`` with encoded ``labels``; one pass of the frozen backbone through the feature cache."""
+    features, info = _features(model_args, data_args, raw, specs, cache_dir, batch_size, seed)
+    return _logme_per_task(features, labels, specs), info
 
 
 def _freeze_verdict(pretrained: dict, random: dict, num_samples: int, specs: list[TaskSpec], info: dict) -> dict:
