@@ -31,7 +31,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import base_parser, mean_std, setup_logging, target, write_report  # noqa: E402
+from benchmarks.common import base_parser, command_line, mean_std, setup_logging, target, write_report  # noqa: E402
 
 NAME = "advise"
 QUESTION = "Does LogME (hf-mtl advise) rank backbones like fine-tuning does, in <= 5% of the fine-tuning time?"
@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-eval", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--from-json", nargs="+", default=[],
+                        help="Reports of earlier runs: their data sets' results are reused, not rerun (combine data "
+                             "sets run as separate processes into one report).")
     args = parser.parse_args(argv)
     args.datasets = args.datasets or (["image"] if args.quick else ["image", "text"])
     args.num_train = args.num_train or (24 if args.quick else 600)
@@ -198,9 +201,19 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging()
     results: dict[str, Any] = {}
     targets = []
+    earlier = {}
+    for path in args.from_json:
+        report = json.loads(Path(path).read_text())
+        earlier.update({kind: res for kind, res in report["results"].items() if kind in args.datasets})
     with tempfile.TemporaryDirectory(prefix="hf_mtl_bench_advise_") as tmp:
         for kind in args.datasets:
-            results[kind] = run_dataset(kind, args, Path(tmp) / kind)
+            if kind in earlier:
+                results[kind] = earlier[kind]
+            else:
+                results[kind] = run_dataset(kind, args, Path(tmp) / kind)
+                results[kind]["run"] = {"command": command_line(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                         time.gmtime()),
+                                        "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
             tau = results[kind]["kendall_tau_separated_pairs"]
             if tau is not None:
                 targets.append(target(f"{kind}_kendall_tau", tau, 0.6, ">=",

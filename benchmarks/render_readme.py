@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SUMMARY_START, SUMMARY_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 ORDER = ("overhead", "feature_cache", "multitask_cost", "predict", "claim_missing_labels", "claim_data_size",
-         "claim_multitask", "claim_multitask_fresh_heads", "gpu")
+         "claim_multitask", "claim_multitask_fresh_heads", "advise", "gpu")
 
 
 def _ratio(stats: dict) -> str:
@@ -199,10 +199,28 @@ def gpu(r: dict) -> list[str]:
     return lines
 
 
+def advise(r: dict) -> list[str]:
+    lines = []
+    for kind, res in r["results"].items():
+        tau = res["kendall_tau_separated_pairs"]
+        lines += [f"**{kind}** (`{res['recipe']}`, tasks {', '.join(res['tasks'])}, {res['num_train']} training rows; "
+                  f"run `{res.get('run', {}).get('command', r['command'])}`):", "",
+                  "| candidate | mean LogME | fine-tuned score (mean ± sd) | LogME s | fine-tune s per run |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, c in sorted(res["candidates"].items(), key=lambda kv: -kv[1]["mean_logme"]):
+            lines.append(f"| {name} | {c['mean_logme']:.4f} | {_pm(c['fine_tuned'])} | {c['advise_seconds']:.1f} | "
+                         f"{c['fine_tune_seconds']['mean']:.1f} |")
+        lines += ["", f"Kendall tau {'n/a' if tau is None else f'{tau:.2f}'} over the {len(res['separated_pairs'])} "
+                  f"pairs separated by more than their summed seed sd, {res['kendall_tau_all_pairs']:.2f} over all "
+                  f"pairs; LogME of all candidates took {res['advise_seconds']:.0f} s = "
+                  f"{100 * res['advise_time_share']:.1f}% of their fine-tuning ({res['fine_tune_seconds']:.0f} s).", ""]
+    return lines
+
+
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "overhead": overhead, "feature_cache": feature_cache, "multitask_cost": multitask_cost, "predict": predict,
     "claim_missing_labels": claim_missing_labels, "claim_data_size": claim_data_size,
-    "claim_multitask": claim_multitask, "claim_multitask_fresh_heads": claim_multitask, "gpu": gpu,
+    "claim_multitask": claim_multitask, "claim_multitask_fresh_heads": claim_multitask, "advise": advise, "gpu": gpu,
 }
 TITLES = {
     "overhead": "1. Overhead: MultiTaskTrainer vs raw PyTorch loop vs plain Trainer",
@@ -214,6 +232,7 @@ TITLES = {
     "claim_multitask": "5c. One multi-task model vs separate models on the same budget (heads-only stage, then "
                        "fine-tuning)",
     "claim_multitask_fresh_heads": "5c'. The same, fine-tuning fresh heads directly (`--heads-epochs 0`)",
+    "advise": "5e. `hf-mtl advise`: LogME ranking of backbones vs their fine-tuned ranking",
     "gpu": "6. GPU throughput and FLOP utilisation",
 }
 
@@ -287,6 +306,11 @@ def headline(name: str, r: dict) -> str:
         sc, m = res["scores"], res["metrics"]
         return "; ".join(f"{t} {m[t]['name']}: " + ", ".join(f"{setup} {sc[setup][t]['mean']:.3f}" for setup in sc)
                          for t in m)
+    if name == "advise":
+        return "; ".join(
+            f"{kind}: Kendall tau {'n/a' if res['kendall_tau_separated_pairs'] is None else format(res['kendall_tau_separated_pairs'], '.2f')} "
+            f"(separated pairs), {res['kendall_tau_all_pairs']:.2f} (all); advise = {100 * res['advise_time_share']:.1f}% "
+            "of the fine-tuning time" for kind, res in res.items())
     return ""
 
 

@@ -181,3 +181,22 @@ def test_claim_multitask(tmp_path):
     for by_task in results["scores"].values():
         assert set(by_task) == {"present", "top_left", "num_classes"}
     assert results["optimizer_steps"] == {"multi_task": 3, "separate_same_budget": 3, "separate_3x_budget": None}
+
+
+@needs_data
+def test_advise(tmp_path):
+    from benchmarks import advise as bench
+
+    report = bench.main([*TINY, "--num-train", "24", "--num-eval", "16", "--seeds", "2", "--output-dir",
+                         str(tmp_path)])
+    results = check_report(report, tmp_path, "advise")
+    image = results["image"]
+    assert len(image["candidates"]) == 2 and image["num_train"] == 24
+    for c in image["candidates"].values():
+        assert c["fine_tuned"]["n"] == 2 and 0.0 <= c["fine_tuned"]["mean"] <= 1.0 and c["advise_seconds"] > 0
+        assert set(c["logme"]) == {"present"}
+    assert image["kendall_tau_all_pairs"] in (-1.0, 1.0)
+    assert 0 < image["advise_time_share"] and {t["name"] for t in report["targets"]} >= {"image_advise_time_share"}
+    # a report of data sets run separately combines without rerunning them
+    combined = bench.main([*TINY, "--from-json", str(tmp_path / "advise.json"), "--output-dir", str(tmp_path / "c")])
+    assert combined["results"]["image"] == json.loads(json.dumps(image))

