@@ -35,9 +35,12 @@ def probe(
     learning_rate: float = 1e-2,
     weight_decay: float = 1e-3,
     validation_share: float = 0.2,
+    eval_every: int = 10,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Linear heads (the specs' hidden layers included) trained full-batch with Adam on standardised features.
+    """Linear heads (the specs' hidden layers included) trained full-batch with AdamW on standardised features,
+    stopped early at the step with the lowest validation loss (checked every ``eval_every`` steps): a probe that
+    overfits would compare how fast two backbones overfit, not how good their features are.
 
     Returns ``{"val_loss": {task: loss}, "metrics": {task: {metric: value}}}`` on the validation split: the masked
     task loss (lower is better, comparable between backbones) and the task type's own metrics.
@@ -50,19 +53,28 @@ def probe(
     model = FeatureHeads(x.shape[1], specs)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
     train_labels = {name: value[train] for name, value in labels.items()}
-    for _ in range(steps):
+    val_labels = {name: value[val] for name, value in labels.items()}
+    best: tuple[float, int, dict] = (float("inf"), 0, {})
+    for step in range(1, steps + 1):
+        model.train()
         optimizer.zero_grad()
         total, _ = multitask_loss(specs, model(x[train]), train_labels)
         total.backward()
         optimizer.step()
+        if step % eval_every == 0 or step == steps:
+            model.eval()
+            with torch.no_grad():
+                val_total = float(multitask_loss(specs, model(x[val]), val_labels)[0])
+            if val_total < best[0]:
+                best = (val_total, step, {k: v.clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[2])
     model.eval()
     with torch.no_grad():
         logits = model(x[val])
-        val_labels = {name: value[val] for name, value in labels.items()}
         _, losses = multitask_loss(specs, logits, val_labels)
     metrics = {}
     for spec in specs:
         flat, _ = compute_task_metrics(spec, logits[spec.name], val_labels[spec.name], per_label=False)
         metrics[spec.name] = {key.removeprefix(f"{spec.name}_"): round(value, 6) for key, value in flat.items()}
     return {"val_loss": {name: round(float(loss), 6) for name, loss in losses.items()}, "metrics": metrics,
-            "train_rows": len(train), "validation_rows": len(val)}
+            "train_rows": len(train), "validation_rows": len(val), "best_step": best[1]}

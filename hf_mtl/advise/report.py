@@ -150,9 +150,13 @@ def _plots(report: dict[str, Any], output_dir: str) -> list[str]:
     affinity = report.get("affinity")
     if affinity:
         z = np.asarray(affinity["matrix"])
-        bound = max(float(np.abs(z).max()), 1e-9)
+        # the colours show how tasks affect each other; a task's effect on itself (the diagonal) is grey
+        off = np.where(np.eye(len(z), dtype=bool), np.nan, z)
+        bound = max(float(np.nanmax(np.abs(off))) if len(z) > 1 else 0.0, 1e-9)
         fig, ax = plt.subplots(figsize=(1.1 * len(tasks) + 2.2, 1.0 * len(tasks) + 1.4))
-        image = ax.imshow(z, cmap="RdBu", vmin=-bound, vmax=bound)
+        cmap = matplotlib.colormaps["RdBu"].copy()
+        cmap.set_bad("#dddddd")
+        image = ax.imshow(off, cmap=cmap, vmin=-bound, vmax=bound)
         ax.set_xticks(range(len(tasks)), affinity["tasks"], rotation=30, ha="right")
         ax.set_yticks(range(len(tasks)), affinity["tasks"])
         ax.set_xlabel("task whose loss changed")
