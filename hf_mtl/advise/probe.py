@@ -32,15 +32,15 @@ def probe(
     specs: Sequence[TaskSpec],
     *,
     steps: int = 300,
-    learning_rate: float = 1e-2,
+    learning_rate: float = 3e-3,
     weight_decay: float = 1e-3,
     validation_share: float = 0.2,
     eval_every: int = 10,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Linear heads (the specs' hidden layers included) trained full-batch with AdamW on standardised features,
-    stopped early at the step with the lowest validation loss (checked every ``eval_every`` steps): a probe that
-    overfits would compare how fast two backbones overfit, not how good their features are.
+    """Heads (the specs' hidden layers included) trained full-batch with AdamW on standardised features, each task's
+    head stopped early at its step with the lowest validation loss (checked every ``eval_every`` steps): a probe
+    that overfits would compare how fast two backbones overfit, not how good their features are.
 
     Returns ``{"val_loss": {task: loss}, "metrics": {task: {metric: value}}}`` on the validation split: the masked
     task loss (lower is better, comparable between backbones) and the task type's own metrics.
@@ -54,20 +54,26 @@ def probe(
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
     train_labels = {name: value[train] for name, value in labels.items()}
     val_labels = {name: value[val] for name, value in labels.items()}
-    best: tuple[float, int, dict] = (float("inf"), 0, {})
-    for step in range(1, steps + 1):
-        model.train()
-        optimizer.zero_grad()
-        total, _ = multitask_loss(specs, model(x[train]), train_labels)
-        total.backward()
-        optimizer.step()
+    # the heads share nothing, so each task stops at its own best step
+    best = {spec.name: (float("inf"), 0, None) for spec in specs}
+    for step in range(0, steps + 1):
+        if step:
+            model.train()
+            optimizer.zero_grad()
+            total, _ = multitask_loss(specs, model(x[train]), train_labels)
+            total.backward()
+            optimizer.step()
         if step % eval_every == 0 or step == steps:
             model.eval()
             with torch.no_grad():
-                val_total = float(multitask_loss(specs, model(x[val]), val_labels)[0])
-            if val_total < best[0]:
-                best = (val_total, step, {k: v.clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
+                _, val_losses = multitask_loss(specs, model(x[val]), val_labels)
+            for name, loss in val_losses.items():
+                if float(loss) < best[name][0]:
+                    state = {k: v.clone() for k, v in model.heads[name].state_dict().items()}
+                    best[name] = (float(loss), step, state)
+    for name, (_, _, state) in best.items():
+        if state is not None:
+            model.heads[name].load_state_dict(state)
     model.eval()
     with torch.no_grad():
         logits = model(x[val])
@@ -77,4 +83,4 @@ def probe(
         flat, _ = compute_task_metrics(spec, logits[spec.name], val_labels[spec.name], per_label=False)
         metrics[spec.name] = {key.removeprefix(f"{spec.name}_"): round(value, 6) for key, value in flat.items()}
     return {"val_loss": {name: round(float(loss), 6) for name, loss in losses.items()}, "metrics": metrics,
-            "train_rows": len(train), "validation_rows": len(val), "best_step": best[1]}
+            "train_rows": len(train), "validation_rows": len(val), "best_step": {name: b[1] for name, b in best.items()}}
