@@ -204,7 +204,11 @@ def main(argv: list[str] | None = None) -> dict:
     earlier = {}
     for path in args.from_json:
         report = json.loads(Path(path).read_text())
-        earlier.update({kind: res for kind, res in report["results"].items() if kind in args.datasets})
+        for kind, res in report["results"].items():
+            if kind in args.datasets:
+                res.setdefault("run", {"command": report["command"], "date": report["date"],
+                                       "load_average_at_end": report["machine"]["load_average"]})
+                earlier[kind] = res
     with tempfile.TemporaryDirectory(prefix="hf_mtl_bench_advise_") as tmp:
         for kind in args.datasets:
             if kind in earlier:

@@ -83,8 +83,8 @@ def test_probe_prefers_informative_features():
     signal = torch.randn(300, 1, generator=g)
     specs = [TaskSpec(name="flag", type="binary"), TaskSpec(name="value", type="regression")]
     labels = {"flag": (signal[:, 0] > 0).float(), "value": signal[:, 0] + 0.1 * torch.randn(300, generator=g)}
-    good = probe(torch.cat([signal, torch.randn(300, 7, generator=g)], 1), labels, specs, steps=100)
-    noise = probe(torch.randn(300, 8, generator=g), labels, specs, steps=100)
+    good = probe(torch.cat([signal, torch.randn(300, 7, generator=g)], 1), labels, specs)
+    noise = probe(torch.randn(300, 8, generator=g), labels, specs)
     assert good["metrics"]["flag"]["roc_auc"] > 0.9 > 0.7 > noise["metrics"]["flag"]["roc_auc"]
     assert good["val_loss"]["value"] < noise["val_loss"]["value"] / 5
     assert good["train_rows"] == 240 and good["validation_rows"] == 60
