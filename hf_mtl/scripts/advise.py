@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..cli import main as cli_main
-
-    sys.exit(cli_main(["advise", *sys.argv[1:]]))
+    try:
+        sys.exit(main())
+    except RecipeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
