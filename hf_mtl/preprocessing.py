@@ -237,6 +237,11 @@ class TimmImageProcessor(BaseImageProcessor):
         pixel_values = torch.stack([transform(load_image(image, self.image_mode)) for image in images])
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=None)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The built transforms are a cache: pickles (and so ``datasets`` fingerprints of a ``with_transform`` using
+        # this processor, which key the feature cache) are the same before and after the first image is processed.
+        return {**self.__dict__, "_transforms": {}}
+
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
         output.pop("_transforms", None)

@@ -131,3 +131,54 @@ def test_cache_of_a_transformers_backbone_matches_its_pooled_output(tmp_path):
     torch.testing.assert_close(_features(cached), expected, rtol=1e-5, atol=1e-6)
     batch = model(features=_features(cached)[:2])
     assert batch.logits["kind"].shape == (2, 3)
+
+
+def test_key_ignores_whether_the_processor_has_run(tmp_path):
+    """The image processor builds its transforms on first use: that cache is not part of the preprocessing key."""
+    from PIL import Image
+
+    from hf_mtl.preprocessing import TimmImageProcessor, dataset_transform
+    from hf_mtl.transfer.feature_cache import preprocessing_fingerprint
+
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(tmp_path / "red.png")
+    from datasets import Dataset
+
+    raw = Dataset.from_dict({"image": [str(tmp_path / "red.png")] * 2, "kind": [0, 1]})
+    processor = TimmImageProcessor(input_size=(3, 16, 16))
+    before = preprocessing_fingerprint(raw.with_transform(dataset_transform(processor, "image")), None)
+    processor([str(tmp_path / "red.png")])
+    assert processor._transforms, "the processor built (and kept) its transform"
+    after = preprocessing_fingerprint(raw.with_transform(dataset_transform(processor, "image")), None)
+    assert after == before
+    smaller = TimmImageProcessor(input_size=(3, 12, 12))
+    assert preprocessing_fingerprint(raw.with_transform(dataset_transform(smaller, "image")), None) != before
+
+
+def test_recipe_runs_reuse_the_cache_unless_preprocessing_changes(tmp_path):
+    """Fresh processes: runs differing only in output_dir, logging and learning rates read the features written by the
+    first run (no file rewritten); another image size (a changed transform) computes new ones."""
+    from tests.recipe_helpers import run_cli, tiny_recipe, write_image_dataset, write_recipe
+
+    data = write_image_dataset(tmp_path / "data", 24)
+    cache = tmp_path / "cache"
+
+    def train(name: str, **overrides) -> str:
+        recipe = tiny_recipe(data, tmp_path / name, heads_only_epochs=1, heads_only_feature_cache=True,
+                             feature_cache_dir=str(cache), max_steps=1, **overrides)
+        result = run_cli("train", str(write_recipe(tmp_path / f"{name}.yaml", recipe)))
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stderr
+
+    def snapshot() -> dict[str, int]:
+        return {str(p.relative_to(cache)): p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+
+    first = train("a")
+    assert first.count("feature cache written") == 2 and "feature cache hit" not in first  # train and eval splits
+    written = snapshot()
+    second = train("b", logging_steps=2, learning_rate=0.05, heads_only_learning_rate=0.1,
+                   logging_first_step=True)
+    assert second.count("feature cache hit") == 2 and "feature cache written" not in second
+    assert snapshot() == written, "the second run rewrote cache files"
+    third = train("c", image_size=24)
+    assert third.count("feature cache written") == 2
+    assert len(list(cache.glob("features-*"))) == 4

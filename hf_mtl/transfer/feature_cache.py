@@ -54,7 +54,8 @@ def preprocessing_fingerprint(dataset: Any, collator: Any) -> str:
     fingerprint = getattr(dataset, "_fingerprint", None)
     if fingerprint is None:
         raise TypeError(f"the feature cache needs a datasets.Dataset (with a fingerprint), got {type(dataset).__name__}")
-    parts = {"dataset": fingerprint, "format": repr(dataset.format)}
+    # Hashed, not repr'd: the repr of a ``with_transform`` format names the function's address, new in every process.
+    parts = {"dataset": fingerprint, "format": Hasher.hash(dataset.format)}
     if hasattr(collator, "input_names"):
         parts["collator"] = Hasher.hash((type(collator).__qualname__, getattr(collator, "tokenizer", None),
                                          collator.input_names))
