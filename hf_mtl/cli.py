@@ -3,8 +3,10 @@
     hf-mtl train recipes/fashion_grid_efficientnet.yaml [key=value | --key value ...]
     hf-mtl eval outputs/fashion_grid_efficientnet recipes/fashion_grid_efficientnet.yaml [overrides]
     hf-mtl predict outputs/fashion_grid_efficientnet image1.png image2.png [--top_k 3]
-    hf-mtl push outputs/fashion_grid_efficientnet user/fashion-grid-presence [--private]
+    hf-mtl push outputs/fashion_grid_efficientnet user/fashion-grid-presence [--private] [--space_app space/]
     hf-mtl advise recipes/fashion_grid_mixed_tasks.yaml [--backbones a b c] [--max-samples N] [--output-dir DIR]
+    hf-mtl export onnx outputs/fashion_grid_efficientnet [--output model.onnx]
+    hf-mtl demo outputs/fashion_grid_efficientnet [--port 7860] [--onnx]
 
 Each command is a module `hf_mtl.scripts.<command>` with `make_parser()` and `main(argv)`; this only dispatches.
 `train` also runs under `accelerate launch` (`accelerate launch -m hf_mtl.cli train recipe.yaml`).
@@ -23,6 +25,8 @@ COMMANDS = {
     "predict": "predict every task for images or texts",
     "push": "push a saved model (with its card) to the Hub",
     "advise": "before training: which backbone, freeze policy and task grouping (a report)",
+    "export": "export a saved model (ONNX graph, one output per task)",
+    "demo": "a local Gradio app for a saved model",
 }
 
 
@@ -36,6 +40,10 @@ def command_module(name: str) -> ModuleType:
         from .scripts import predict as module
     elif name == "advise":
         from .scripts import advise as module
+    elif name == "export":
+        from .scripts import export as module
+    elif name == "demo":
+        from .scripts import demo as module
     else:
         from .scripts import push as module
     return module

@@ -8,7 +8,7 @@ so ``model.predict(...)`` and ``pipeline("multi-task-classification", ...)`` ret
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,26 +75,40 @@ def predict(
     batch_size: int = 32,
 ) -> list[dict[str, Any]] | dict[str, Any]:
     """Predict every task of ``model`` for raw ``inputs``; see [`MultiTaskModel.predict`]."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return predict_with(
+                lambda encoded: model(**_to_model(encoded, model)).logits, model.task_specs,
+                processor if processor is not None else model.get_processor(), inputs, top_k=top_k,
+                batch_size=batch_size,
+            )
+    finally:
+        model.train(was_training)
+
+
+def predict_with(
+    logits_fn: Callable[[dict[str, torch.Tensor]], Mapping[str, torch.Tensor]],
+    specs: Sequence[TaskSpec],
+    processor: Any,
+    inputs: Any,
+    *,
+    top_k: int = 1,
+    batch_size: int = 32,
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """Preprocess ``inputs`` in batches, get ``{task: logits}`` from ``logits_fn`` (a PyTorch model, an ONNX
+    session) and decode them: the one prediction loop behind every runtime."""
     single = _is_single(inputs)
     items = [inputs] if single else list(inputs)
     if not items:
         return []
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if processor is None:
-        processor = model.get_processor()
-    was_training = model.training
-    model.eval()
     results: list[dict[str, Any]] = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(items), batch_size):
-                encoded = preprocess(processor, items[start : start + batch_size])
-                encoded = _to_model(encoded, model)
-                logits = model(**encoded).logits
-                results.extend(decode_logits(model.task_specs, logits, top_k=top_k))
-    finally:
-        model.train(was_training)
+    for start in range(0, len(items), batch_size):
+        encoded = preprocess(processor, items[start : start + batch_size])
+        results.extend(decode_logits(specs, logits_fn(encoded), top_k=top_k))
     return results[0] if single else results
 
 

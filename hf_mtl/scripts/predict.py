@@ -2,6 +2,7 @@
 
     hf-mtl predict outputs/fashion_grid_efficientnet image1.png image2.png [--top_k 3]
     cat texts.txt | hf-mtl predict outputs/wordnet_minilm -
+    hf-mtl predict outputs/fashion_grid_efficientnet image1.png --onnx   # from `hf-mtl export onnx`'s graph
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from typing import Any
 
 from .arguments import RecipeError
-from .models import load_saved_model
+from .export import load_predictor
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", help="image paths or texts; - reads one per line from stdin")
     parser.add_argument("--top_k", type=int, default=1, help="classes returned by multiclass tasks")
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--onnx", nargs="?", const="", default=None, metavar="GRAPH",
+                        help="run the exported ONNX graph (default <model>/model.onnx) with onnxruntime")
     return parser
 
 
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not inputs:
         raise RecipeError("predict: give at least one input (image paths or texts, or - for stdin)")
-    model = load_saved_model(args.model)
+    model = load_predictor(args.model, args.onnx)
     results = model.predict(inputs, top_k=args.top_k, batch_size=args.batch_size)
     for item, result in zip(inputs, results):
         print(json.dumps({"input": item, **result}), flush=True)
