@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	# [recipes] WordNet 3.0 (Princeton WordNet license) ships as Debian wordnet-base: the text data of recipes/wordnet_minilm.yaml.
 	test -f /usr/share/wordnet/data.noun || { command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && SUDO=sudo; \
 		$${SUDO:-} apt-get install -y -q wordnet-base || { $${SUDO:-} apt-get update -q && $${SUDO:-} apt-get install -y -q wordnet-base; }; }
+	# [tests] headless Chromium + its WebDriver open the `hf-mtl demo` app in tests/test_demo.py.
+	command -v chromedriver >/dev/null || { command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && SUDO=sudo; \
+		$${SUDO:-} apt-get install -y -q chromium chromium-driver || { $${SUDO:-} apt-get update -q && $${SUDO:-} apt-get install -y -q chromium chromium-driver; }; }
 	touch $(STAMP)
 
 setup: $(STAMP)

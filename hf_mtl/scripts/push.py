@@ -27,6 +27,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--revision", default=None)
     parser.add_argument("--commit_message", default=None)
+    parser.add_argument("--space_app", default=None, metavar="FOLDER",
+                        help="also write a Gradio Space app.py (and requirements.txt) serving the pushed model there")
     return parser
 
 
@@ -53,4 +55,9 @@ def main(argv: list[str] | None = None) -> Any:
                     "again.",)
         raise
     print(f"pushed {args.model} to {args.repo_id}: {getattr(info, 'commit_url', info)}", flush=True)
+    if args.space_app is not None:
+        from ..demo import write_space_app
+
+        for path in write_space_app(args.space_app, args.repo_id):
+            print(f"wrote {path}", flush=True)
     return info
