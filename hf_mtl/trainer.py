@@ -24,6 +24,18 @@ from .training_args import MultiTaskTrainingArguments
 logger = logging.getLogger(__name__)
 
 
+def _every_trainable_parameter_used(model: Any, args: MultiTaskTrainingArguments) -> bool:
+    """Whether every trainable parameter reaches the loss at every step, so DDP need not search for unused ones.
+
+    Every head is in the graph (a task without labels adds a connected zero) and a headless timm backbone runs all of
+    its parameters; a transformers backbone may hold some its forward output skips (a pooler under mean pooling, masked
+    spectrogram embeddings), unless it stays frozen (heads only). PEFT-wrapped models keep DDP's default."""
+    config = getattr(model, "config", None)
+    if hasattr(model, "peft_config") or getattr(config, "backbone_library", None) is None:
+        return False
+    return config.backbone_library == "timm" or (args.freeze_policy == "heads" and args.unfreeze_every is None)
+
+
 class MultiTaskTrainer(Trainer):
     """Train a [`MultiTaskModel`] on batches whose `labels` are a dict task → tensor with missing labels as -100.
 
@@ -49,7 +61,12 @@ class MultiTaskTrainer(Trainer):
                 tokenizer=kwargs.get("processing_class"),
                 features=getattr(kwargs.get("train_dataset"), "features", None),  # ClassLabel ids → names
             )
+        if args.ddp_find_unused_parameters is None and _every_trainable_parameter_used(model, args):
+            args.ddp_find_unused_parameters = False  # DDP's search for unused parameters would find none, and warn
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
+        from .progress import use_line_progress
+
+        use_line_progress(self)  # whole periodic lines instead of a tqdm bar when the output is a file
         self._task_loss_sums: dict[str, torch.Tensor] = {}
         self._task_counts: dict[str, torch.Tensor] = {}
         self._validate_datasets()

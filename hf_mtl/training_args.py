@@ -167,6 +167,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
             choices, value = fields_by_name[name].metadata["choices"], getattr(self, name)
             if value is not None and value not in choices:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
+        if self.dataloader_pin_memory and (self.use_cpu or not _accelerator_available()):
+            self.dataloader_pin_memory = False  # nothing to pin for, and torch's DataLoader warns at every stage
         if isinstance(self.task_balancing_kwargs, str):
             try:
                 self.task_balancing_kwargs = json.loads(self.task_balancing_kwargs)
@@ -192,3 +194,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
         memo[id(self)] = new
         new.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return new
+
+
+def _accelerator_available() -> bool:
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, XPU, MPS, ...
+    return bool(accelerator.is_available()) if accelerator is not None else torch.cuda.is_available()

@@ -29,6 +29,8 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path):
     )
     two = _launch(2, recipe, tmp_path, "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4")
     assert "parallel_mode != ParallelMode.DISTRIBUTED" not in two.stderr  # the two processes really formed one group
+    # every trainable parameter is used (all heads, the unfrozen top block): DDP is not told to search for unused ones
+    assert "did not find any unused parameters" not in two.stderr
     # Atomic checkpoints (hf_mtl.checkpointing): both processes wrote their RNG state into the one staging folder, the
     # main process renamed it once, and no staging folder is left.
     for step in (2, 4):

@@ -145,7 +145,8 @@ def compute_features(
 ) -> torch.Tensor:
     """Pooled backbone features of every row, in order, with the backbone in eval mode."""
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
+
+    from ..progress import progress
 
     base = unwrap_multitask_model(model)
     backbone = base.backbone
@@ -155,7 +156,7 @@ def compute_features(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator, num_workers=num_workers)
     chunks = []
     try:
-        for batch in tqdm(loader, desc="caching backbone features", disable=len(loader) < 2):
+        for batch in progress(loader, desc="caching backbone features", disable=len(loader) < 2):
             inputs = {k: v.to(device) for k, v in batch.items() if k in backbone.input_names}
             chunks.append(backbone(**inputs).float().cpu())
     finally:
