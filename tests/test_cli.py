@@ -45,8 +45,9 @@ def test_train_eval_predict_push(tmp_path, local_hub: LocalHubHandle):
     assert "[kind] (multiclass) accuracy=" in evaluated.stdout
 
     repo_id = local_hub.repo_id("tiny-cli-model")
-    pushed = run_cli("push", str(out), repo_id, env={"HF_HUB_OFFLINE": "0"})
+    pushed = run_cli("push", str(out), repo_id, "--space_app", str(tmp_path / "space"), env={"HF_HUB_OFFLINE": "0"})
     assert pushed.returncode == 0, pushed.stderr[-3000:]
+    assert f'MultiTaskModel.from_pretrained("{repo_id}")' in (tmp_path / "space" / "app.py").read_text()
     remote = set(local_hub.api().list_repo_files(repo_id))
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= remote
     assert local_hub.token not in pushed.stdout + pushed.stderr
