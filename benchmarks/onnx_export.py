@@ -57,7 +57,7 @@ def _text_model():
     return model, build_processor(model, source=folder)
 
 
-def measure(model, processor, repeats: int, batch_size: int, folder: Path, name: str) -> dict:
+def measure(model, processor, repeats: int, batch_size: int, folder: Path, name: str, backbone: str) -> dict:
     model.eval()
     start = time.perf_counter()
     report = export_onnx(model, folder / f"{name}.onnx", processor=processor)
@@ -77,7 +77,7 @@ def measure(model, processor, repeats: int, batch_size: int, folder: Path, name:
     speed = interleaved({"pytorch": timed(lambda: model(**inputs)), "onnxruntime": timed(lambda: graph.logits(inputs))},
                         repeats=repeats, baseline="pytorch")
     return {
-        "backbone": model.config.backbone.split("/")[-1],
+        "backbone": backbone,
         "inputs": report["inputs"],
         "outputs": report["outputs"],
         "opset": report["opset"],
@@ -99,14 +99,15 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     results, targets = {}, []
     with tempfile.TemporaryDirectory() as tmp:
-        cases = {"image": _image_model(args.backbone, args.image_size, args.quick)}
+        cases = {"image": (args.backbone, lambda: _image_model(args.backbone, args.image_size, args.quick))}
         if not args.quick:
-            cases["text"] = _text_model()
-        for name, (model, processor) in cases.items():
+            cases["text"] = ("sentence-transformers/all-MiniLM-L6-v2", _text_model)
+        for name, (backbone, build) in cases.items():
+            model, processor = build()
             if model is None:
                 results[name] = {"skipped": "all-MiniLM-L6-v2 package not installed"}
                 continue
-            results[name] = measure(model, processor, args.repeats, args.batch_size, Path(tmp), name)
+            results[name] = measure(model, processor, args.repeats, args.batch_size, Path(tmp), name, backbone)
             targets.append(target(f"{name}_max_abs_diff", results[name]["max_abs_diff"], 1e-4, "<=",
                                   "onnxruntime vs PyTorch logits, every task"))
     return write_report(NAME, QUESTION, args, results, targets)

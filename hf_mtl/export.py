@@ -103,11 +103,17 @@ def export_onnx(
         shapes = {"dynamic_axes": {**axes, **{name: {0: "batch"} for name in task_names}}}
     output = os.fspath(output)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with torch.no_grad():
-        torch.onnx.export(
-            wrapper, tuple(inputs.values()), output, input_names=input_names, output_names=task_names,
-            opset_version=opset, dynamo=exporter == "dynamo", external_data=False, verbose=False, **shapes,
-        )
+    quiet = logging.getLogger("onnxscript")  # its optimizer logs every folded constant at INFO
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapper, tuple(inputs.values()), output, input_names=input_names, output_names=task_names,
+                opset_version=opset, dynamo=exporter == "dynamo", external_data=False, verbose=False, **shapes,
+            )
+    finally:
+        quiet.setLevel(level)
     report: dict[str, Any] = {"path": output, "inputs": input_names, "outputs": task_names, "opset": opset,
                               "exporter": exporter}
     if check:

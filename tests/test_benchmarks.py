@@ -91,6 +91,17 @@ def test_predict(tmp_path):
         assert set(results[key]) == {"predict", "pipeline"}
 
 
+def test_onnx_export(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from benchmarks import onnx_export
+
+    report = onnx_export.main([*TINY, "--batch-size", "4", "--output-dir", str(tmp_path)])
+    results = check_report(report, tmp_path, "onnx_export", png=False)
+    assert results["image"]["outputs"] == ["tags", "kind", "score", "flag"]
+    assert set(results["image"]["batch_seconds_vs_pytorch"]["variants"]) == {"pytorch", "onnxruntime"}
+    assert [t["name"] for t in report["targets"]] == ["image_max_abs_diff"]
+
+
 @needs_data
 def test_feature_cache(tmp_path):
     from benchmarks import feature_cache
