@@ -23,7 +23,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("format", choices=["onnx"], help="what to export to")
     parser.add_argument("model", help="saved model folder or Hub id")
     parser.add_argument("--output", default=None, help="the .onnx file (default: <model>/model.onnx)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: %(prog)s's, 18)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 18)")
     parser.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
                         help="torch.onnx exporter: dynamo (torch.export) or the legacy TorchScript tracer")
     parser.add_argument("--tolerance", type=float, default=1e-4,
