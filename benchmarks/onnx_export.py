@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
             results[name] = measure(model, processor, args.repeats, args.batch_size, Path(tmp), name, backbone)
             targets.append(target(f"{name}_max_abs_diff", results[name]["max_abs_diff"], 1e-4, "<=",
                                   "onnxruntime vs PyTorch logits, every task"))
-    return write_report(NAME, QUESTION, args, results, targets)
+    return write_report(NAME, QUESTION, args, results, targets, argv=argv)
 
 
 if __name__ == "__main__":
