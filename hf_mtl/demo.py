@@ -42,6 +42,8 @@ def _confidences(decoded: dict[str, Any]) -> dict[str, float] | None:
     """A decoded task output as ``{label: probability}`` for a label widget; ``None`` for values (regression)."""
     if "scores" in decoded:
         return dict(decoded["scores"])
+    if "probabilities" in decoded:  # every class's probability (ordinal)
+        return dict(decoded["probabilities"])
     if "top_k" in decoded:
         return {item["label"]: item["score"] for item in decoded["top_k"]}
     if "label" in decoded:

@@ -148,3 +148,25 @@ def test_space_app_is_written_for_the_pushed_model(tmp_path):
     assert (tmp_path / "space" / "requirements.txt").read_text().startswith("hf-mtl[demo]")
     refused = run_cli("demo", str(tmp_path), "--write_space", str(tmp_path / "x"))
     assert refused.returncode == 2 and "--repo_id" in refused.stderr
+
+
+def test_every_task_type_has_a_widget_and_a_summary():
+    """Each registered task type's decoded output (zero logits) maps to label probabilities or a value line."""
+    import torch
+
+    from hf_mtl.demo import _confidences, describe
+    from hf_mtl.pipeline import decode_logits
+    from hf_mtl.tasks import TASK_TYPES, TaskSpec
+
+    specs = [TaskSpec(name=f"t_{kind}", type=kind, **({} if kind == "regression" else {"labels": ["lo", "mid", "hi"]}
+                                                         if kind != "binary" else {"labels": ["no", "yes"]}))
+             for kind in TASK_TYPES]
+    decoded = decode_logits(specs, {s.name: torch.zeros(1, s.output_size) for s in specs}, top_k=5)[0]
+    for spec in specs:
+        confidences = _confidences(decoded[spec.name])
+        line = describe(spec, decoded[spec.name])
+        assert line.startswith(f"**{spec.name}** ({spec.type}): ")
+        if spec.output_size > 1 and spec.task_type.uses_thresholds is False and confidences is not None:
+            assert set(confidences) == set(spec.label_names), spec.type  # every class's probability is shown
+        if confidences is None:
+            assert spec.task_type.metric_names and "value" in str(decoded[spec.name]), spec.type
