@@ -80,6 +80,7 @@ def _predict_in_page(url: str, fill, screenshot) -> str:
         driver.quit()
 
 
+@pytest.mark.slow  # fresh interpreters (CLI / app server)
 def test_image_demo_shows_the_models_predictions(tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -111,6 +112,7 @@ def test_image_demo_shows_the_models_predictions(tmp_path):
     assert (tmp_path / "image_demo.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # fresh interpreters (CLI / app server)
 def test_text_demo_runs_from_the_onnx_graph(tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -139,6 +141,7 @@ def test_text_demo_runs_from_the_onnx_graph(tmp_path):
     assert "thresholds: red 0.30, big 0.70" in text
 
 
+@pytest.mark.slow  # fresh interpreters (CLI / app server)
 def test_space_app_is_written_for_the_pushed_model(tmp_path):
     result = run_cli("demo", "someone/model", "--write_space", str(tmp_path / "space"))
     assert result.returncode == 0, result.stderr[-2000:]

@@ -16,6 +16,7 @@ from tests.tiny_models import IMAGE_SIZE, bert_model, timm_model
 onnxruntime = pytest.importorskip("onnxruntime")
 
 
+@pytest.mark.slow  # fresh interpreters (CLI / app server)
 def test_export_image_model_cli_and_predict_from_the_graph(tmp_path):
     model = timm_model(seed=1)
     processor = hf_mtl.build_processor(model, image_size=IMAGE_SIZE)
@@ -66,6 +67,7 @@ def test_export_text_model_has_dynamic_batch_and_length(tmp_path, exporter):
     assert_same(graph.predict("the big dog"), model.predict("the big dog"), tol=1e-4)
 
 
+@pytest.mark.slow  # fresh interpreters (CLI / app server)
 def test_predict_from_a_missing_graph_is_a_clear_error(tmp_path):
     model = timm_model()
     model.save_pretrained(tmp_path / "model")

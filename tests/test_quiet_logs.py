@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
+
 from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments
 from hf_mtl.progress import progress_line
 from tests.recipe_helpers import run_cli, tiny_recipe, write_image_dataset, write_recipe
@@ -36,6 +38,7 @@ def test_ddp_unused_parameter_search_only_where_parameters_can_be_unused(tmp_pat
     assert explicit.args.ddp_find_unused_parameters is True
 
 
+@pytest.mark.slow  # fresh interpreters (CLI / app server)
 def test_progress_is_whole_lines_when_output_is_a_file(tmp_path):
     data = write_image_dataset(tmp_path / "data", 24)
     recipe = tiny_recipe(data, tmp_path / "out", max_steps=3, logging_steps=1)

@@ -39,6 +39,7 @@ def _trackio_logs(store, project: str, run: str) -> list[dict]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # fresh interpreters (CLI / app server)
 def test_tensorboard_and_trackio_record_task_losses_and_weights(tmp_path):
     data = write_image_dataset(tmp_path / "data", 24)
     recipe = tiny_recipe(data, tmp_path / "out", max_steps=4, logging_steps=1, report_to=["tensorboard", "trackio"],

@@ -154,6 +154,7 @@ def test_key_ignores_whether_the_processor_has_run(tmp_path):
     assert preprocessing_fingerprint(raw.with_transform(dataset_transform(smaller, "image")), None) != before
 
 
+@pytest.mark.slow  # fresh interpreters (CLI / app server)
 def test_recipe_runs_reuse_the_cache_unless_preprocessing_changes(tmp_path):
     """Fresh processes: runs differing only in output_dir, logging and learning rates read the features written by the
     first run (no file rewritten); another image size (a changed transform) computes new ones."""
