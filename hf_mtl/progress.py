@@ -72,9 +72,14 @@ class LineProgressCallback(TrainerCallback):
     def __init__(self, interval: float = DEFAULT_INTERVAL) -> None:
         self.interval = interval
         self.start = self.last = 0.0
+        self.training = False
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = self.last = time.time()
+        self.training = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.training = False  # like the stock bar: a later `trainer.evaluate()` returns its metrics, prints nothing
 
     def on_step_end(self, args, state, control, **kwargs):
         now = time.time()
@@ -84,7 +89,7 @@ class LineProgressCallback(TrainerCallback):
             self.last = now
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
+        if state.is_world_process_zero and logs and self.training:
             shown = {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
             # an evaluation's many per-task metrics wrap onto indented lines instead of one line of thousands
             print(textwrap.fill(str(shown), width=160, subsequent_indent="    ", break_long_words=False), flush=True)
