@@ -54,6 +54,26 @@ def _close_timm_names(name: str) -> str:
     return f"; did you mean {', '.join(repr(c) for c in close)}? (`timm.list_models()` lists them)" if close else ""
 
 
+POSITION_OFFSET_MODEL_TYPES = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod",
+                               "roberta-prelayernorm", "ibert")
+"""Backbones whose position ids start after the padding index, so ``pad_token_id + 1`` positions are never usable."""
+
+
+def backbone_max_positions(config: Any) -> int | None:
+    """The longest token sequence a transformers backbone's position embeddings take (None: no such limit known)."""
+    backbone = dict(getattr(config, "backbone_config", None) or {})
+    if getattr(config, "backbone_library", None) != "transformers" or not backbone:
+        return None
+    if backbone.get("position_embedding_type", "absolute") != "absolute":
+        return None
+    limit = backbone.get("max_position_embeddings") or backbone.get("n_positions")
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    if backbone.get("model_type") in POSITION_OFFSET_MODEL_TYPES:
+        limit -= int(backbone.get("pad_token_id") or 0) + 1
+    return limit
+
+
 class Backbone(nn.Module):
     """A headless pretrained network that maps inputs to one pooled feature vector per sample."""
 
@@ -92,6 +112,7 @@ class Backbone(nn.Module):
                 names.remove(main)
                 names.insert(0, main)
             self._input_names = tuple(names)
+        self.max_positions = backbone_max_positions(config)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -104,6 +125,14 @@ class Backbone(nn.Module):
             if "pixel_values" not in inputs:
                 raise ValueError("this timm backbone needs `pixel_values`")
             return self.model(inputs["pixel_values"])
+        ids = inputs.get("input_ids")
+        if ids is not None and self.max_positions is not None and ids.shape[-1] > self.max_positions:
+            # otherwise an index error deep inside the position embeddings, naming nothing
+            raise ValueError(
+                f"input_ids have {ids.shape[-1]} tokens but the backbone has {self.max_positions} position embeddings; "
+                f"truncate the texts (tokenizer(..., truncation=True, max_length={self.max_positions})) or use "
+                "hf_mtl.dataset_transform / MultiTaskTrainer(processing_class=tokenizer), which cap them"
+            )
         outputs = self.model(**inputs, return_dict=True)
         return self._pool(outputs, inputs.get("attention_mask"))
 
@@ -155,7 +184,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"backbone weights file {path!r} does not exist")
     if path.endswith(".safetensors"):
-        return clean_state_dict(load_file(path))
+        try:
+            state = load_file(path)
+        except Exception as err:  # safetensors' own SafetensorError (corrupt / truncated header) names no file
+            raise ValueError(f"backbone weights file {path!r} is not readable safetensors ({err}); re-download it") from err
+        return clean_state_dict(state)
     state = read_weights_file(path)  # torch.load(weights_only=True): refuses pickled objects, naming the file
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

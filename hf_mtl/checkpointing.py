@@ -166,3 +166,71 @@ def publish_checkpoint(staging: str, final: str) -> str:
     if replaced is not None:
         shutil.rmtree(replaced, ignore_errors=True)
     return final
+
+
+def checkpoint_tensor_shapes(folder: str) -> dict[str, tuple[int, ...]] | None:
+    """Name → shape of every tensor in a checkpoint's safetensors weights, read from the headers only (no tensor is
+    loaded); None when the folder holds no ``model.safetensors`` (e.g. a LoRA adapter checkpoint)."""
+    import json
+
+    from safetensors import safe_open
+
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    elif os.path.isfile(os.path.join(folder, "model.safetensors")):
+        files = ["model.safetensors"]
+    else:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name in files:
+        path = os.path.join(folder, name)
+        try:
+            with safe_open(path, framework="pt") as f:
+                shapes.update({key: tuple(f.get_slice(key).get_shape()) for key in f.keys()})
+        except Exception as err:  # safetensors raises its own SafetensorError for a corrupt header
+            raise ValueError(f"checkpoint weights {path!r} cannot be read ({err}); resume from another checkpoint") from err
+    return shapes
+
+
+def check_resume_compatible(folder: str, model) -> None:
+    """Refuse to resume from a checkpoint of another model before anything is loaded into ``model``.
+
+    The stock Trainer loads first: with a renamed task or other head sizes it overwrites part of the in-memory model
+    and then fails inside torch, or warns and trains on with a randomly initialised head. Compared: the task list of
+    the checkpoint's ``config.json`` (names, types, output sizes) and the shape of every tensor both sides have; the
+    error names both sides.
+    """
+    import json
+
+    from .tasks import TaskSpec
+
+    config_path = os.path.join(folder, "config.json")
+    config = getattr(model, "config", None)
+    if os.path.isfile(config_path) and getattr(config, "tasks", None) is not None:
+        with open(config_path, encoding="utf-8") as f:
+            saved_tasks = json.load(f).get("tasks")
+        if saved_tasks is not None:
+            def summary(tasks):
+                specs = [TaskSpec.from_dict(t) for t in tasks]
+                return [f"{s.name} ({s.type}, {s.output_size} outputs)" for s in specs]
+
+            theirs, ours = summary(saved_tasks), summary(config.tasks)
+            if theirs != ours:
+                raise ValueError(
+                    f"cannot resume from {folder!r}: it is a checkpoint of another model. The checkpoint has tasks "
+                    f"{theirs}; the model being trained has {ours}. Resume with the model that wrote it, or start "
+                    "this model from the checkpoint's weights (MultiTaskModel.from_pretrained) without resuming"
+                )
+    shapes = checkpoint_tensor_shapes(folder)
+    if shapes is None:
+        return
+    ours = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    differ = [f"{n}: checkpoint {list(shapes[n])}, model {list(ours[n])}" for n in ours if n in shapes
+              and shapes[n] != ours[n]]
+    if differ:
+        raise ValueError(
+            f"cannot resume from {folder!r}: {len(differ)} tensors have other shapes than in the model being trained "
+            f"({'; '.join(differ[:5])}); resume with the model that wrote the checkpoint"
+        )

@@ -9,7 +9,7 @@ import numpy as np
 from transformers import PretrainedConfig
 
 from .safety import check_config_safety
-from .tasks import TaskSpec
+from .tasks import TaskSpec, check_unique_metric_keys
 from .version import __version__
 
 BACKBONE_LIBRARIES = ("timm", "transformers")
@@ -45,6 +45,10 @@ class MultiTaskConfig(PretrainedConfig):
             always use their own global pooling.
         tasks (`list[dict]`): the ordered task specs (see [`TaskSpec`]).
         backbone_license (`str`, *optional*): license of the pretrained backbone weights, for the model card.
+        backbone_weights (`str`, *optional*): where the backbone's pretrained weights were loaded from (a Hub id such
+            as `timm/resnet18.a1_in1k`, a local file or folder), written by `load_backbone_weights`; None when the
+            backbone started from a random initialisation. Informational only (never read to load anything): the
+            model card names a base model only when it is set.
     """
 
     model_type = "hf_mtl"
@@ -56,6 +60,7 @@ class MultiTaskConfig(PretrainedConfig):
     pooling: str = "auto"
     tasks: list[dict[str, Any]] | None = None
     backbone_license: str | None = None
+    backbone_weights: str | None = None
     hf_mtl_version: str | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -132,6 +137,7 @@ class MultiTaskConfig(PretrainedConfig):
                 f"task names {reserved} are reserved for model inputs / the label dict (a row field of that name would "
                 "be read as both); rename the task and map its dataset column with `label_columns`"
             )
+        check_unique_metric_keys(specs)
         self.tasks = [spec.to_dict() for spec in specs]
 
     def set_task_values(self, field: str, values: Mapping[str, Any]) -> None:

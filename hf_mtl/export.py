@@ -183,9 +183,10 @@ class OnnxMultiTaskModel:
         names = [o.name for o in self.session.get_outputs()]
         return {name: torch.from_numpy(value) for name, value in zip(names, self.session.run(names, feed))}
 
-    def predict(self, inputs: Any, *, processor: Any = None, top_k: int = 1, batch_size: int = 32):
+    def predict(self, inputs: Any, *, processor: Any = None, top_k: int | None = 1, batch_size: int = 32,
+                threshold: float | None = None):
         """Predict every task for raw inputs; the same output as [`MultiTaskModel.predict`]."""
         from .pipeline import predict_with
 
         return predict_with(self.logits, self.task_specs, processor or self.processor, inputs, top_k=top_k,
-                            batch_size=batch_size)
+                            batch_size=batch_size, threshold=threshold)

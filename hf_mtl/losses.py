@@ -22,10 +22,12 @@ def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
     return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
-def task_loss_terms(spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def task_loss_terms(
+    spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of the task's per-label losses over present labels, number of present labels), in at least float32."""
     logits = _at_least_float32(logits)
-    return spec.task_type.loss_terms(spec, logits, labels.to(logits.device))
+    return spec.task_type.loss_terms(spec, logits, labels.to(logits.device), label_smoothing=label_smoothing)
 
 
 def count_present_labels(specs: Sequence[TaskSpec], labels: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -43,12 +45,14 @@ def multitask_loss(
     labels: Mapping[str, torch.Tensor],
     num_items: Mapping[str, torch.Tensor | int] | None = None,
     weights: Mapping[str, float | torch.Tensor] | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of masked per-task losses.
 
     Returns ``(total, per_task)`` where ``per_task[name]`` is the task's normalised loss (before its weight).
     ``num_items`` overrides the per-task normaliser (see module docstring); ``weights`` overrides ``spec.loss_weight``
-    (used by dynamic task balancing).
+    (used by dynamic task balancing). ``label_smoothing`` applies to classification targets (see
+    `TaskType.loss_terms`).
     """
     total: torch.Tensor | None = None
     per_task: dict[str, torch.Tensor] = {}
@@ -58,7 +62,7 @@ def multitask_loss(
         if task_labels is None:  # zero times each logit, not times their sum: a float16 sum can overflow (inf·0 = NaN)
             loss = (_at_least_float32(task_logits) * 0.0).sum()
         else:
-            loss_sum, count = task_loss_terms(spec, task_logits, task_labels)
+            loss_sum, count = task_loss_terms(spec, task_logits, task_labels, label_smoothing)
             normaliser = count if num_items is None else num_items[spec.name]
             normaliser = torch.as_tensor(normaliser, device=loss_sum.device, dtype=loss_sum.dtype).clamp(min=1)
             loss = loss_sum / normaliser

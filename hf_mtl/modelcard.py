@@ -131,13 +131,14 @@ def _timm_pretrained_cfg(config: Any) -> Any:
 
 
 def default_base_model(config: Any) -> str | None:
-    """The Hub id of the backbone's pretrained weights, when it has one (not for local folders)."""
-    pretrained_cfg = _timm_pretrained_cfg(config)
-    if pretrained_cfg is not None:
-        return getattr(pretrained_cfg, "hf_hub_id", None) or None
-    backbone = str(config.backbone or "")
-    if config.backbone_library == "transformers" and backbone.count("/") == 1 and not os.path.exists(backbone):
-        return backbone
+    """The Hub id the backbone's pretrained weights were loaded from; None when no weights were loaded (a random
+    initialisation must not claim a base model) or they came from a local file or folder."""
+    source = getattr(config, "backbone_weights", None)
+    if not source:
+        return None
+    source = str(source)
+    if source.count("/") == 1 and not os.path.exists(source) and " " not in source:
+        return source
     return None
 
 
@@ -323,6 +324,7 @@ def create_model_card(
         backbone_library=config.backbone_library,
         backbone_license=license,
         base_model=base_model,
+        weights_source=getattr(config, "backbone_weights", None),
         tasks=task_sections(specs),
         eval_rows=[{"task": t, "metric": m, "value": v} for t, m, v in eval_rows],
         dataset_names=datasets,

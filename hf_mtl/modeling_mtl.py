@@ -142,7 +142,16 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         """Load like transformers, but safetensors only: a folder or repo holding only pickled weights
         (``pytorch_model.bin``) is refused before anything is unpickled (see `hf_mtl.safety`)."""
         kwargs = safe_loading_kwargs(pretrained_model_name_or_path, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as err:
+            if type(err).__name__ != "SafetensorError":
+                raise
+            # safetensors' error ("header too large") names no file: say which model's weights are unreadable
+            raise OSError(
+                f"the weights (model.safetensors) of {os.fspath(pretrained_model_name_or_path)!r} cannot be read: {err}. "
+                "The file is corrupt or truncated; save or download it again"
+            ) from err
 
     @classmethod
     def from_backbone(
@@ -193,7 +202,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         if self.config.backbone_library == "timm":
             if weights is True:
                 pretrained = timm.create_model(name, pretrained=True, num_classes=0, **self.config.backbone_kwargs)
-                state, source = pretrained.state_dict(), f"timm pretrained {name}"
+                hub_id = (getattr(pretrained, "pretrained_cfg", None) or {}).get("hf_hub_id")
+                state, source = pretrained.state_dict(), hub_id or f"timm pretrained {name}"
             else:
                 state, source = read_state_dict(weights), str(weights)
             load_timm_weights(self.backbone.model, state, source=source)
@@ -207,6 +217,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             if unexpected:
                 logger.info("%s: ignored %d unexpected tensors", source, len(unexpected))
         logger.info("loaded pretrained backbone weights from %s", source)
+        self.config.backbone_weights = source  # the card names a base model only when weights were loaded
 
     # -- editing tasks on a trained model -------------------------------------------------------------------------
     def _check_editable(self) -> None:
@@ -305,20 +316,24 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         self._processor = processor
 
     def predict(
-        self, inputs: Any, *, processor: Any = None, top_k: int = 1, batch_size: int = 32
+        self, inputs: Any, *, processor: Any = None, top_k: int | None = 1, batch_size: int = 32,
+        threshold: float | None = None,
     ) -> list[dict[str, Any]] | dict[str, Any]:
         """Predict every task for raw inputs, in batches, in eval mode, without gradients.
 
         Args:
             inputs: one input or a list: PIL images, numpy arrays, image paths (image backbones) or texts.
             processor: preprocessing to use (default: [`get_processor`]).
-            top_k: how many classes multiclass tasks return.
+            top_k: how many classes multiclass tasks return (None: every class).
+            threshold: replaces every multilabel / binary task's thresholds for this call.
 
         Returns one dict per input (a dict for a single input): task name → `TaskType.decode` output, i.e. multilabel
         `{"labels", "scores"}` (labels over their thresholds), binary `{"label", "score"}`, multiclass
         `{"label", "score", "top_k"}`, regression `{"value"}`.
         """
-        return _service("predict")(self, inputs, processor=processor, top_k=top_k, batch_size=batch_size)
+        return _service("predict")(
+            self, inputs, processor=processor, top_k=top_k, batch_size=batch_size, threshold=threshold
+        )
 
     def push_to_hub(
         self,

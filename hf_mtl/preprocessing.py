@@ -22,6 +22,7 @@ from transformers.feature_extraction_utils import BatchFeature, FeatureExtractio
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from .backbones import backbone_max_positions
 from .configuration_mtl import MultiTaskConfig
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,46 @@ def input_kind(main_input_name: str | None) -> str:
     return _KIND_OF_MAIN_INPUT.get(main_input_name or "", "text")
 
 
+WIDE_IMAGE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+"""PIL modes with more than 8 bits per pixel: 16-bit PNG / TIFF (X-ray, CT, microscopy), 32-bit integer and float."""
+
+
+def to_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    """Pixels → uint8 without losing the image's dynamic range.
+
+    uint8 passes as is. Wider integers (uint16 medical images, 12 bits in 16, PIL ``I;16`` / ``I``) are scaled by the
+    image's own range, min → 0 and max → 255, never clipped (clipping saturates nearly every pixel of a 16-bit
+    image). Floats must be finite and in [0, 1] (scaled by 255) or [0, 255]; NaN, inf or values outside (e.g. already
+    normalised ``pixel_values``) are an error, not silently clipped to black.
+    """
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.integer):
+        if not array.size:
+            return array.astype(np.uint8)
+        low, high = int(array.min()), int(array.max())
+        scaled = (array.astype(np.float64) - low) * (255.0 / (high - low) if high > low else 0.0)
+        return np.round(scaled).astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"{name} has dtype {array.dtype}; give integer or float pixels")
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = "NaN" if np.isnan(array).any() else "inf"
+        raise ValueError(
+            f"{name} holds {bad} in {int((~finite).sum())} pixels; an image must be finite (fix or drop the input)"
+        )
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if low < 0.0 or high > 255.0:
+        raise ValueError(
+            f"{name} has float pixels in [{low:.4g}, {high:.4g}], outside [0, 1] and [0, 255]: hf_mtl would not know "
+            "how to scale them (already normalised pixel_values go to the model, not to the processor); rescale to "
+            "[0, 1], or give the raw integer image"
+        )
+    return np.round(array * (255.0 if high <= 1.0 else 1.0)).astype(np.uint8)
+
+
 def load_image(image: Any, mode: str = "RGB") -> Image.Image:
     """A PIL image, a path, a numpy array (HW, HWC or CHW) or a tensor → a PIL image in ``mode``."""
     if isinstance(image, (str, os.PathLike)):
@@ -56,18 +97,17 @@ def load_image(image: Any, mode: str = "RGB") -> Image.Image:
             image = load_image(image["path"], mode)
     elif isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
+    if isinstance(image, Image.Image) and image.mode in WIDE_IMAGE_MODES:  # 16-bit / 32-bit grayscale (medical)
+        image = Image.fromarray(to_uint8(np.asarray(image), f"a {image.mode} image"))
     if isinstance(image, np.ndarray):
         array = image
         if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
             array = array.transpose(1, 2, 0)  # CHW → HWC
         if array.ndim == 3 and array.shape[-1] == 1:
             array = array[..., 0]
-        if array.dtype != np.uint8:
-            scale = 255.0 if array.size and float(np.nanmax(array)) <= 1.0 else 1.0
-            array = np.clip(array * scale, 0, 255).astype(np.uint8)
         if array.ndim not in (2, 3):
             raise ValueError(f"an image array must be HW, HWC or CHW, got shape {image.shape}")
-        image = Image.fromarray(array)
+        image = Image.fromarray(to_uint8(array, f"an image array of shape {tuple(image.shape)}"))
     if not isinstance(image, Image.Image):
         raise TypeError(f"cannot read an image from {type(image).__name__}; give PIL images, arrays or file paths")
     return image if image.mode == mode else image.convert(mode)
@@ -310,7 +350,7 @@ def build_processor(
     loader = {"text": AutoTokenizer, "image": AutoImageProcessor, "audio": AutoFeatureExtractor}[kind]
     try:
         # never a repo's own processor code (auto_map), and never transformers' stdin prompt asking to run it
-        return loader.from_pretrained(source, trust_remote_code=False)
+        return cap_text_length(loader.from_pretrained(source, trust_remote_code=False), config)
     except (OSError, ValueError) as err:
         if "trust_remote_code" in str(err):  # transformers' advice to run the repo's code is not hf_mtl's
             from .safety import UnsafeConfigError
@@ -324,6 +364,25 @@ def build_processor(
             f"cannot load the {kind} processor ({loader.__name__}) of backbone {config.backbone!r} from {source!r}: "
             f"{err}. Pass `source=` a folder holding the backbone's processor files."
         ) from err
+
+
+def cap_text_length(processor: Any, config: Any) -> Any:
+    """Truncate texts at the backbone's position limit when the tokenizer's own ``model_max_length`` is larger.
+
+    A tokenizer saved without ``model_max_length`` truncates at 10^30 tokens, and a long text then crashes deep in
+    the backbone (an index error in the position embeddings, at some later step, naming no row). Said once per
+    tokenizer in the log. Used by training, `predict` and the pipeline.
+    """
+    limit = backbone_max_positions(config)
+    if limit is None or not isinstance(processor, PreTrainedTokenizerBase):
+        return processor
+    if processor.model_max_length > limit:
+        logger.warning(
+            "the tokenizer's model_max_length (%s) exceeds the backbone's %d position embeddings: texts are truncated "
+            "to %d tokens", "unset" if processor.model_max_length > 1e12 else processor.model_max_length, limit, limit
+        )
+        processor.model_max_length = limit
+    return processor
 
 
 def _holds_processor(folder: Path) -> bool:
@@ -399,6 +458,7 @@ def dataset_transform(
 
     # What hf_mtl.data.validate_inputs (and so MultiTaskTrainer) reads to check every raw input before training.
     transform.input_column = input_column  # type: ignore[attr-defined]
+    transform.processor = processor  # type: ignore[attr-defined]  # MultiTaskTrainer caps its text length
     transform.input_kind = _processor_input_kind(processor)  # type: ignore[attr-defined]
     transform.allow_empty_text = allow_empty_text  # type: ignore[attr-defined]
     return transform

@@ -53,6 +53,37 @@ def _is_int(value: Any) -> bool:
     return _is_number(value) and float(value).is_integer()
 
 
+def integer_named(names: list[str] | None) -> bool:
+    """True when some label name spells an integer (``labels: [1, 2, 3]``): integer data values are then read as
+    label *names*, never as class ids, so ``1`` means the label named ``"1"`` (README, "Labels that are integers")."""
+    return any(re.fullmatch(r"[+-]?\d+", name) for name in names or ())
+
+
+def _integer_value(value: Any) -> int | None:
+    """An int (or an integral float) as an int; anything else (bools, strings, 1.5) is None."""
+    if _is_number(value) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def check_unique_metric_keys(specs: list[TaskSpec]) -> None:
+    """Every logged key (``<task>_<label>_<metric>``, aggregates, ``loss_<task>``) belongs to one thing only.
+
+    Otherwise one value silently overwrites another: a label named ``macro`` would make ``<task>_macro_f1`` that
+    label's F1, labels ``a b`` and ``a/b`` share ``<task>_a_b_f1``, and task ``tags_a`` beside task ``tags`` with label
+    ``a`` share ``tags_a_f1``. Refused when the config is built, naming both owners of the key.
+    """
+    owners: dict[str, str] = {}
+    for spec in specs:
+        for key, owner in spec.task_type.metric_keys(spec):
+            if key in owners and owners[key] != owner:
+                raise ValueError(
+                    f"metric key {key!r} would be reported for both {owners[key]} and {owner}, so one would overwrite "
+                    "the other in logs, metric_for_best_model and the card; rename the label or the task"
+                )
+            owners[key] = owner
+
+
 def is_missing_value(value: Any) -> bool:
     """True for the user-facing spellings of a missing label: None or NaN (or the tensor sentinel)."""
     if value is None:
@@ -153,6 +184,7 @@ class TaskSpec:
             raise ValueError(f"{where}: pos_weight entries must be finite and > 0, got {self.pos_weight}")
         if self.thresholds is not None and any(not 0.0 <= t <= 1.0 for t in self.thresholds):
             raise ValueError(f"{where}: thresholds are probabilities and must lie in [0, 1], got {self.thresholds}")
+        check_unique_metric_keys([self])
 
     @property
     def task_type(self) -> TaskType:
@@ -221,6 +253,13 @@ def _class_index(spec: TaskSpec, value: Any, where: str) -> int:
         if value not in names:
             raise ValueError(f"task {spec.name!r}, {where}: unknown class {value!r}; known classes: {names}")
         return names.index(value)
+    if integer_named(spec.labels) and _integer_value(value) is not None:
+        if str(_integer_value(value)) in names:
+            return names.index(str(_integer_value(value)))
+        raise ValueError(
+            f"task {spec.name!r}, {where}: class {value!r} is not one of the label names {names}; the label names "
+            "are integers, so integer values are read as names, never as class ids (write the label name)"
+        )
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
@@ -271,9 +310,33 @@ class TaskType:
     """How outputs become a prediction, in words, for the model card."""
     prediction_text: ClassVar[str] = ""
     """What ``predict`` returns for a task of this type, in words, for the model card's usage section."""
+    activation_name: ClassVar[str] = "sigmoid"
+    """The function `activate` applies, in transformers' ``function_to_apply`` words."""
 
     def validate(self, spec: TaskSpec) -> None:
         """Raise ValueError when the spec cannot describe a task of this type."""
+
+    def metric_keys(self, spec: TaskSpec) -> list[tuple[str, str]]:
+        """Every key this task logs (metrics without the ``eval_`` prefix, and its training loss), with what it
+        measures; a key listed twice is a collision (see `check_unique_metric_keys`)."""
+        keys = [(f"loss_{spec.name}", f"the training loss of task {spec.name!r}")]
+        keys += [(f"{spec.name}_{m}", f"{m.replace('_', ' ', 1) if m.startswith(('macro_', 'micro_')) else m} of task "
+                  f"{spec.name!r}") for m in self.task_metric_names(spec)]
+        if self.reports_per_label(spec):
+            keys += [
+                (f"{spec.name}_{metric_key(label)}_{m}", f"{m} of label {label!r} of task {spec.name!r}")
+                for label in self.per_label_names(spec)
+                for m in self.per_label_metric_names
+            ]
+        return keys
+
+    def task_metric_names(self, spec: TaskSpec) -> list[str]:
+        """The task-level metric suffixes `task_metrics` reports (``<task>_<suffix>``)."""
+        return list(self.metric_names)
+
+    def per_label_names(self, spec: TaskSpec) -> list[str]:
+        """The labels of the per-label table (``<task>_<label>_<metric>``)."""
+        return spec.label_names
 
     def output_size(self, spec: TaskSpec) -> int:
         raise NotImplementedError
@@ -294,8 +357,15 @@ class TaskType:
         """The head's last layer: features → ``output_size`` logits."""
         return nn.Linear(in_features, spec.output_size)
 
-    def loss_terms(self, spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (sum of per-label losses over present labels, number of present labels)."""
+    def loss_terms(
+        self, spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (sum of per-label losses over present labels, number of present labels).
+
+        ``label_smoothing`` (``TrainingArguments.label_smoothing_factor``) ε: class targets become ``1 - ε`` plus
+        ``ε / n`` over the n classes (multiclass), 0/1 targets become ``ε/2`` / ``1 - ε/2`` (binary, multilabel and
+        ordinal's cumulative targets: the same rule with two classes per target); regression ignores it.
+        """
         raise NotImplementedError
 
     def encode(self, spec: TaskSpec, value: Any, where: str) -> Any:
@@ -376,10 +446,12 @@ class _BinaryLike(TaskType):
     uses_thresholds = True
     uses_pos_weight = True
 
-    def loss_terms(self, spec, logits, labels):
+    def loss_terms(self, spec, logits, labels, label_smoothing=0.0):
         labels = labels.reshape(logits.shape)
         mask = present_mask(labels)
         target = torch.where(mask, labels, torch.zeros_like(labels)).to(logits.dtype)
+        if label_smoothing:
+            target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
         pos_weight = None
         if spec.pos_weight is not None:
             pos_weight = torch.tensor(spec.pos_weight, dtype=logits.dtype, device=logits.device)
@@ -434,6 +506,9 @@ class MultiLabelTask(_BinaryLike):
     def output_size(self, spec):
         return len(spec.labels) if spec.labels is not None else int(spec.num_outputs)
 
+    def task_metric_names(self, spec):
+        return [f"{aggregate}_{m}" for aggregate in ("macro", "micro") for m in self.metric_names]
+
     def encode(self, spec, value, where):
         n, names = spec.output_size, spec.label_names
         if is_missing_value(value):
@@ -458,6 +533,17 @@ class MultiLabelTask(_BinaryLike):
             if unknown:
                 raise ValueError(f"task {spec.name!r}, {where}: unknown label names {unknown}; known labels: {names}")
             return [1.0 if name in value else 0.0 for name in names]
+        if integer_named(spec.labels) and value and all(_integer_value(v) is not None for v in value):
+            as_names = [str(_integer_value(v)) for v in value]
+            is_indicator = len(value) == n and all(_integer_value(v) in (0, 1) for v in value)
+            if set(as_names) <= set(names) and is_indicator:
+                raise ValueError(
+                    f"task {spec.name!r}, {where}: {value!r} reads both as 0/1 values of the {n} labels and as the "
+                    f"label names {as_names} (the label names {names} are integers); write the positive names as "
+                    'strings, or {"positive": [...]}'
+                )
+            if set(as_names) <= set(names):
+                return [1.0 if name in as_names else 0.0 for name in names]
         if len(value) != n:
             raise ValueError(
                 f"task {spec.name!r}, {where}: label list has {len(value)} entries but the task has {n} labels {names}"
@@ -497,6 +583,11 @@ class BinaryTask(_BinaryLike):
             )
         if spec.num_outputs not in (None, 1):
             raise ValueError(f"task {spec.name!r}: a binary task has exactly one output, got num_outputs={spec.num_outputs}")
+        if spec.labels is not None and len(spec.labels) == 1 and integer_named(spec.labels) and spec.labels[0] != "1":
+            raise ValueError(
+                f"task {spec.name!r}: the single label name {spec.labels[0]!r} is an integer, so a data value "
+                f"{spec.labels[0]} would mean both that label and the 0/1 target; give both names, [negative, positive]"
+            )
 
     def output_size(self, spec):
         return 1
@@ -516,6 +607,14 @@ class BinaryTask(_BinaryLike):
             if len(labels) == 1 and value == labels[0]:
                 return 1.0
             raise ValueError(f"task {spec.name!r}, {where}: unknown label name {value!r}; known labels: {labels}")
+        labels = spec.labels or []
+        if len(labels) == 2 and integer_named(labels) and _integer_value(value) is not None:
+            if str(_integer_value(value)) not in labels:
+                raise ValueError(
+                    f"task {spec.name!r}, {where}: label {value!r} is not one of the label names {labels}; the label "
+                    "names are integers, so integer values are read as names (the first is negative, the second positive)"
+                )
+            return float(labels.index(str(_integer_value(value))))
         return self._binary_value(spec, value, where)
 
     def missing(self, spec):
@@ -554,6 +653,7 @@ class MultiClassTask(_ClassValued):
     name = "multiclass"
     metric_names = ("accuracy", "macro_f1")
     metric_module = "multiclass"
+    activation_name = "softmax"
     missing_label_rule = (
         "masked per sample: samples without a class (None/NaN) add nothing to the cross-entropy, which is normalised "
         "by the number of labelled samples in the effective batch"
@@ -567,11 +667,13 @@ class MultiClassTask(_ClassValued):
     def output_size(self, spec):
         return len(spec.labels) if spec.labels is not None else int(spec.num_outputs)
 
-    def loss_terms(self, spec, logits, labels):
+    def loss_terms(self, spec, logits, labels, label_smoothing=0.0):
         labels = labels.reshape(-1)
         mask = present_mask(labels)
         target = torch.where(mask, labels, torch.full_like(labels, MISSING)).long()
-        total = F.cross_entropy(logits.float(), target, ignore_index=MISSING, reduction="sum")
+        total = F.cross_entropy(
+            logits.float(), target, ignore_index=MISSING, reduction="sum", label_smoothing=float(label_smoothing)
+        )
         return total.to(logits.dtype), mask.sum()
 
     def activate(self, spec, logits):
@@ -651,12 +753,14 @@ class OrdinalTask(_ClassValued):
         targets = (ids[:, None] > torch.arange(num_outputs)[None, :]).double()
         return torch.where(mask[:, None], targets, torch.full_like(targets, float("nan")))
 
-    def loss_terms(self, spec, logits, labels):
+    def loss_terms(self, spec, logits, labels, label_smoothing=0.0):
         labels = labels.reshape(-1)
         mask = present_mask(labels)
         classes = torch.where(mask, labels, torch.zeros_like(labels)).long()
         ranks = torch.arange(logits.shape[-1], device=logits.device)
         levels = (classes[:, None] > ranks[None, :]).to(logits.dtype)
+        if label_smoothing:  # each cumulative 0/1 target, as for binary tasks
+            levels = levels * (1.0 - label_smoothing) + 0.5 * label_smoothing
         per_sample = F.binary_cross_entropy_with_logits(logits, levels, reduction="none").sum(-1)
         return torch.where(mask, per_sample, torch.zeros_like(per_sample)).sum(), mask.sum()
 
@@ -711,6 +815,7 @@ class RegressionTask(TaskType):
     metric_names = ("mae", "rmse")
     metric_module = "regression"
     per_label_metric_names = ("mae", "rmse")
+    activation_name = "none"
     missing_label_rule = (
         "masked per value: missing targets (None/NaN) add nothing to the squared error, which is normalised by the "
         "number of present values in the effective batch"
@@ -758,7 +863,7 @@ class RegressionTask(TaskType):
         n = spec.output_size
         return [float(MISSING)] * n if n > 1 else float(MISSING)
 
-    def loss_terms(self, spec, logits, labels):
+    def loss_terms(self, spec, logits, labels, label_smoothing=0.0):
         labels = labels.reshape(logits.shape)
         mask = present_mask(labels)
         target = torch.where(mask, labels, torch.zeros_like(labels)).to(logits.dtype)

@@ -36,6 +36,11 @@ def _every_trainable_parameter_used(model: Any, args: MultiTaskTrainingArguments
     return config.backbone_library == "timm" or (args.freeze_policy == "heads" and args.unfreeze_every is None)
 
 
+STREAM_CHECK_ROWS = 1000
+"""Rows of an ``IterableDataset`` or torch ``Dataset`` whose labels are checked before step 1 (a ``datasets.Dataset``
+or a list is checked in full: only its label columns are read)."""
+
+
 class MultiTaskTrainer(Trainer):
     """Train a [`MultiTaskModel`] on batches whose `labels` are a dict task → tensor with missing labels as -100.
 
@@ -55,6 +60,15 @@ class MultiTaskTrainer(Trainer):
 
             model = apply_lora(model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                                target_modules=args.lora_target_modules)
+        from .data import as_dataset
+
+        for key in ("train_dataset", "eval_dataset"):  # a DataFrame or a dict of columns becomes a datasets.Dataset
+            if isinstance(kwargs.get(key), Mapping) and key == "eval_dataset" and all(
+                not isinstance(v, (list, tuple)) or (v and isinstance(v[0], Mapping)) for v in kwargs[key].values()
+            ):
+                kwargs[key] = {name: as_dataset(part, f"eval_dataset[{name!r}]") for name, part in kwargs[key].items()}
+            elif kwargs.get(key) is not None:
+                kwargs[key] = as_dataset(kwargs[key], key)
         if data_collator is None and model is not None:
             data_collator = MultiTaskDataCollator(
                 model.task_specs,
@@ -69,6 +83,7 @@ class MultiTaskTrainer(Trainer):
         use_line_progress(self)  # whole periodic lines instead of a tqdm bar when the output is a file
         self._task_loss_sums: dict[str, torch.Tensor] = {}
         self._task_counts: dict[str, torch.Tensor] = {}
+        self._cap_text_length()
         self._validate_datasets()
         self._validate_metric_for_best_model()
         self._setup_transfer()
@@ -144,6 +159,20 @@ class MultiTaskTrainer(Trainer):
             self.optimizer_cls_and_kwargs = saved
 
     # -- labels and task balancing (hf_mtl.data, hf_mtl.balancing) ---------------------------------------------------
+    def _cap_text_length(self) -> None:
+        """Every tokenizer this run uses (processing_class, the collator's, a ``dataset_transform``'s) truncates at the
+        backbone's position limit, even when saved without ``model_max_length`` (preprocessing.cap_text_length)."""
+        from .preprocessing import cap_text_length
+
+        config = getattr(self.model, "config", None)
+        datasets_ = [self.train_dataset, *(self.eval_dataset.values() if isinstance(self.eval_dataset, Mapping)
+                                            else [self.eval_dataset])]
+        transforms = [(getattr(d, "format", None) or {}).get("format_kwargs", {}).get("transform") for d in datasets_]
+        tokenizers = [self.processing_class, getattr(self.data_collator, "tokenizer", None)]
+        for tokenizer in tokenizers + [getattr(t, "processor", None) for t in transforms]:
+            if tokenizer is not None and config is not None:
+                cap_text_length(tokenizer, config)
+
     def _validate_datasets(self) -> None:
         """Encode every train and eval label once before training, and check the raw inputs of a
         ``dataset_transform`` dataset, so a bad row fails now (naming dataset, task, column and row), not at hour 3."""
@@ -163,10 +192,15 @@ class MultiTaskTrainer(Trainer):
             ("eval_dataset" if key is None else f"eval_dataset[{key!r}]", part) for key, part in evals.items()
         ]
         for name, part in named:
-            if not isinstance(part, (datasets.Dataset, list)):
+            if part is None:
                 continue
+            # a stream or a torch Dataset: its first STREAM_CHECK_ROWS rows (reading them may decode inputs)
+            max_rows = None if isinstance(part, (datasets.Dataset, list)) else STREAM_CHECK_ROWS
             try:
-                validate_labels(part, collator.tasks, collator.label_columns, collator.known_label_columns)
+                validate_labels(part, collator.tasks, collator.label_columns, collator.known_label_columns,
+                                max_rows=max_rows)
+                if max_rows is not None:
+                    continue
                 validate_inputs(part, decode_images=self.args.validate_images == "decode")
             except ValueError as err:
                 raise ValueError(f"{name}: {err}") from err
@@ -178,6 +212,11 @@ class MultiTaskTrainer(Trainer):
 
         from .metrics import ComputeMetrics, build_compute_metrics, reported_metric_keys
 
+        if hasattr(self.compute_metrics, "per_label_metrics") and not self.args.eval_do_concat_batches:
+            raise ValueError(
+                "eval_do_concat_batches=False hands compute_metrics a list of per-batch dicts, and hf_mtl's metrics "
+                "would score the first batch only; leave it True (or pass your own compute_metrics)"
+            )
         name = self.args.metric_for_best_model
         if not name or not isinstance(self.compute_metrics, ComputeMetrics) or not self.task_specs:
             return
@@ -261,9 +300,11 @@ class MultiTaskTrainer(Trainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
         """``resume_from_checkpoint=True`` / ``"true"`` picks the last COMPLETE checkpoint of ``output_dir`` (the stock
         lookup takes the highest-numbered folder, complete or not); ``"auto"`` also starts fresh when there is none."""
-        from .checkpointing import remove_staging, resolve_resume_checkpoint, staging_folders
+        from .checkpointing import check_resume_compatible, remove_staging, resolve_resume_checkpoint, staging_folders
 
         resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if resume_from_checkpoint is not None:
+            check_resume_compatible(resume_from_checkpoint, self.model)
         if self.args.should_save:
             for folder in staging_folders(self.args.output_dir):
                 remove_staging(folder)
@@ -383,7 +424,9 @@ class MultiTaskTrainer(Trainer):
             guard.before_forward(model)
         outputs = model(**inputs)
         specs = self.task_specs
-        loss, task_losses = multitask_loss(specs, outputs.logits, labels, num_items=num_items_in_batch)
+        loss, task_losses = multitask_loss(
+            specs, outputs.logits, labels, num_items=num_items_in_batch, label_smoothing=self.args.label_smoothing_factor
+        )
         if self.task_balancer is not None and model.training:
             loss = self._balanced_loss(specs, task_losses, labels, num_items_in_batch, outputs)
         if num_items_in_batch is not None and self.args.world_size > 1:

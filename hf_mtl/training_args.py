@@ -162,6 +162,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
             # undistributed run unless told cpu=True; with it the processes form one gloo group and train one model
             self.use_cpu = True
         super().__post_init__()
+        self._refuse_meaningless_stock_fields()
         fields_by_name = {spec.name: spec for spec in fields(self)}
         for name in ENUMERATED_FIELDS:  # fail at argument parsing, not after the model is built
             choices, value = fields_by_name[name].metadata["choices"], getattr(self, name)
@@ -174,6 +175,33 @@ class MultiTaskTrainingArguments(TrainingArguments):
                 self.task_balancing_kwargs = json.loads(self.task_balancing_kwargs)
             except json.JSONDecodeError as err:
                 raise ValueError(f"task_balancing_kwargs is not valid JSON: {self.task_balancing_kwargs!r}") from err
+
+    def _refuse_meaningless_stock_fields(self) -> None:
+        """Stock fields the masked multi-task loss would silently ignore or contradict are errors here.
+
+        Implemented: ``label_smoothing_factor`` (classification targets, see ``TaskType.loss_terms``). Refused:
+        ``label_names`` (labels are one dict ``{task: tensor}`` under ``labels``), ``remove_unused_columns=True``
+        (drops the task label columns), ``average_tokens_across_devices=False`` (each task is always normalised by its
+        count over all processes). ``eval_do_concat_batches=False`` is refused by the trainer with hf_mtl's metrics.
+        """
+        if not (0.0 <= self.label_smoothing_factor < 1.0):
+            raise ValueError(f"label_smoothing_factor must lie in [0, 1), got {self.label_smoothing_factor!r}")
+        if self.label_names not in (None, ["labels"]):
+            raise ValueError(
+                f"label_names={self.label_names!r}: hf_mtl's collator puts every task's labels into one dict under "
+                "`labels`; map dataset columns to tasks with MultiTaskDataCollator(label_columns=...) instead"
+            )
+        if self.remove_unused_columns:
+            raise ValueError(
+                "remove_unused_columns=True would drop the task label columns (they are not arguments of the model's "
+                "forward) and train without labels; leave it False: the collator picks inputs and labels itself"
+            )
+        if not self.average_tokens_across_devices:
+            raise ValueError(
+                "average_tokens_across_devices=False: MultiTaskTrainer always normalises each task's loss by its number "
+                "of present labels over all processes (so N processes give the gradient of one with N times the "
+                "batch); leave it True"
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickles (the Trainer's ``training_args.bin``, pushed with the model) never carry a token."""

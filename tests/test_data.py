@@ -53,7 +53,7 @@ def test_positive_names_with_known_labels_leave_unknown_labels_missing():
     ]
     batch = MultiTaskDataCollator(SPECS[:1], known_label_columns={"tags": "tags_known"})(rows)
     assert batch["labels"]["tags"].tolist() == [[1, 0, -100], [-100, -100, 0], [0, 1, 0], [-100, -100, 1]]
-    with pytest.raises(ValueError, match=r"task 'tags', column 'tags', row 0.*unknown label names \['d'\]"):
+    with pytest.raises(ValueError, match=r"task 'tags', column 'tags', batch row 0.*unknown label names \['d'\]"):
         MultiTaskDataCollator(SPECS[:1], known_label_columns={"tags": "tags_known"})([_row(tags=["a"], tags_known=["d"])])
 
 

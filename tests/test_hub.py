@@ -140,7 +140,9 @@ def test_push_load_fresh_process_revision_and_offline(local_hub: LocalHubHandle,
     card.validate()  # the Hub's validate-yaml endpoint
     data = card.data
     assert data.library_name == "hf-mtl"
-    assert data.license == "apache-2.0" and data.base_model == "timm/test_efficientnet.r160_in1k"
+    # a randomly initialised backbone claims no base model (issue 15); the card says so
+    assert data.license == "apache-2.0" and data.base_model is None
+    assert "randomly initialised: no pretrained weights were loaded" in card.text
     assert data.datasets == ["hf-mtl/synthetic"] and "multi-task" in data.tags
     expected = {f"{task} {metric}": value for task, metric, value in task_eval_results(model.task_specs, metrics)}
     assert expected and card_results(card) == expected
@@ -309,7 +311,9 @@ def test_readme_hub_example_runs(local_hub: LocalHubHandle, tmp_path: Path) -> N
     files = set(list_repo_files(local_hub.repo_id("mtl-demo")))
     assert {"model.safetensors", "preprocessor_config.json", "README.md"} <= files
     card = ModelCard.load(hf_hub_download(local_hub.repo_id("mtl-demo"), "README.md"))
-    assert card.data.base_model == "timm/tf_efficientnet_lite0.in1k" and card.data.license == "apache-2.0"
+    # weights from a local file (a pip package's): named in the text, no Hub base_model claimed
+    assert card.data.base_model is None and card.data.license == "apache-2.0"
+    assert "pretrained weights from `" in card.text and "efficientnet" in card.text.split("pretrained weights from `")[1]
     assert f'model="{local_hub.repo_id("mtl-demo")}"' in card.text  # "mtl-demo" resolved to the user's namespace
 
 

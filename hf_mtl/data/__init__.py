@@ -9,6 +9,7 @@ from .mixing import mix_datasets, sampling_probabilities
 from .specs import task_specs_from_features
 from .validation import (
     INPUT_KINDS,
+    as_dataset,
     image_problem,
     iter_encoded_labels,
     validate_inputs,
@@ -19,6 +20,7 @@ __all__ = [
     "INPUT_KINDS",
     "MODEL_INPUT_NAMES",
     "MultiTaskDataCollator",
+    "as_dataset",
     "encode_labels",
     "image_problem",
     "iter_encoded_labels",

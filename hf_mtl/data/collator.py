@@ -19,6 +19,7 @@ def encode_labels(
     row_offset: int = 0,
     known_label_columns: Mapping[str, str] | None = None,
     features: Mapping[str, Any] | None = None,
+    row_name: str = "row",
 ) -> dict[str, torch.Tensor]:
     """Rows with one label column per task → ``{task: tensor}``; a task whose column a row lacks is missing.
 
@@ -43,7 +44,7 @@ def encode_labels(
                     known = _user_value(row.get(known_column), features.get(known_column) if features else None)
                     known = known["positive"] if isinstance(known, dict) else known
                     value = {**value, "known": known} if isinstance(value, dict) else {"positive": value, "known": known}
-                values.append(task_type.encode(spec, value, where=f"column {column!r}, row {row_offset + i}"))
+                values.append(task_type.encode(spec, value, where=f"column {column!r}, {row_name} {row_offset + i}"))
             else:
                 values.append(task_type.missing(spec))
         labels[spec.name] = torch.tensor(values, dtype=task_type.label_dtype)
@@ -130,6 +131,7 @@ class MultiTaskDataCollator:
             batch = {name: _stack(name, [row[name] for row in inputs]) for name in inputs[0]}
         if any(self.label_columns.get(s.name, s.name) in row for s in self.tasks for row in rows):
             batch["labels"] = encode_labels(
-                self.tasks, rows, self.label_columns, known_label_columns=self.known_label_columns, features=self.features
+                self.tasks, rows, self.label_columns, known_label_columns=self.known_label_columns, features=self.features,
+                row_name="batch row",  # the data-set position is unknown here; validate_labels names it up front
             )
         return batch

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..preprocessing import open_image, text_problem
@@ -43,9 +44,10 @@ def iter_encoded_labels(
         names = dataset.column_names
     elif isinstance(dataset, datasets.IterableDataset):
         names = list(features) if features is not None else None
-    else:
-        dataset = list(dataset)
+    elif isinstance(dataset, list):
         names = sorted({key for row in dataset for key in row})
+    else:  # a torch Dataset (map-style or iterable) or any iterable of rows: read the rows asked for, keep labels only
+        dataset, names = _label_rows(dataset, needed, max_rows)
     if names is not None:
         for spec in tasks:
             if columns[spec.name] not in names:
@@ -84,6 +86,51 @@ def iter_encoded_labels(
             start, buffer = start + len(buffer), []
     if buffer:
         yield encode(buffer, start)
+
+
+def _label_rows(dataset: Any, needed: Sequence[str], max_rows: int | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The first ``max_rows`` rows of a torch-style dataset, reduced to the label columns, and every key seen."""
+    import itertools
+
+    if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
+        n = len(dataset) if max_rows is None else min(len(dataset), max_rows)
+        source: Any = (dataset[i] for i in range(n))
+    else:
+        source = itertools.islice(iter(dataset), max_rows)
+    rows, keys = [], set()
+    for i, row in enumerate(source):
+        if not isinstance(row, Mapping):
+            raise ValueError(
+                f"row {i} is a {type(row).__name__}, not a mapping of columns; a dataset for MultiTaskTrainer yields "
+                "dicts like {'pixel_values': ..., '<task>': <label>}"
+            )
+        keys.update(row)
+        rows.append({key: row[key] for key in needed if key in row})
+    return rows, sorted(keys)
+
+
+def as_dataset(data: Any, argument: str = "train_dataset") -> Any:
+    """A pandas DataFrame or a dict of columns → ``datasets.Dataset`` (the Trainer would index them by position and
+    fail at step 1 with a ``KeyError``); anything else is returned as is. Columns of unequal length are an error
+    naming them."""
+    import datasets
+
+    if type(data).__module__.split(".")[0] == "pandas" and hasattr(data, "columns"):
+        try:  # column lists, not from_pandas: pyarrow cannot convert cells holding 2-D / 3-D arrays (pixels)
+            return datasets.Dataset.from_dict({str(name): data[name].tolist() for name in data.columns})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{argument}: cannot turn the DataFrame into a datasets.Dataset: {err}") from err
+    is_columns = (
+        isinstance(data, Mapping) and data
+        and all(isinstance(v, (list, tuple, np.ndarray)) or hasattr(v, "tolist") for v in data.values())
+        and not any(isinstance(v, list) and v and isinstance(v[0], Mapping) for v in data.values())
+    )
+    if not is_columns:
+        return data
+    lengths = {name: len(values) for name, values in data.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{argument}: a dict of columns needs columns of one length, got {lengths}")
+    return datasets.Dataset.from_dict({name: list(values) for name, values in data.items()})
 
 
 def validate_labels(

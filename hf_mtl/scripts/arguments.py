@@ -168,7 +168,7 @@ def _structured(annotation: Any) -> Callable[[str], Any] | None:
 
     def read(text: str) -> Any:
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml(text)
         except yaml.YAMLError as err:
             raise argparse.ArgumentTypeError(str(err)) from err
         if isinstance(value, containers) or (value is None and type(None) in members):
@@ -306,12 +306,38 @@ def parse_overrides(argv: list[str]) -> dict[str, str]:
     return out
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (PyYAML silently keeps the last value,
+    so a second ``learning_rate:`` further down a recipe would win unseen). Keys brought in by a ``<<:`` merge may
+    be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} at lines {seen[key]} and {line} (the first value would be "
+                    "silently replaced); keep one", key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as recipes are read: safe types only, duplicate keys refused."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise RecipeError(f"recipe file {str(path)!r} is not valid YAML: {err}") from err
     if data is None:

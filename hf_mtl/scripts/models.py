@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -157,12 +159,29 @@ def build_model_processor(model, model_args: ModelArguments):
     )
 
 
+def looks_local(path: str) -> bool:
+    """A path that cannot be a Hub id (``owner/name``): ``./x``, ``/x``, ``~/x``, ``a/b/c``, ``x/``, ``C:\\x``, a bare
+    name, or ``a/b`` whose first part is an existing local folder. Such a path that does not exist is a typo, and
+    saying "no such folder" beats a Hub connection error."""
+    if path.startswith((".", "/", "~", "\\")) or path.endswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", path):
+        return True
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", path):
+        return True
+    return os.path.isdir(path.split("/")[0])
+
+
 def load_saved_model(path: str):
     """A saved multi-task model (folder or Hub id) for `eval` / `predict` / `push`; a bad path is a RecipeError."""
     from .. import MultiTaskModel
 
-    if not os.path.isdir(path) and "/" not in path:
-        raise RecipeError(f"model {path!r} is not a folder nor a Hub id (owner/name)")
+    if not os.path.isdir(path) and looks_local(path):
+        parent = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+        entries = os.listdir(parent) if os.path.isdir(parent) else []
+        near = difflib.get_close_matches(os.path.basename(path.rstrip("/\\")), entries, n=3)
+        raise RecipeError(
+            f"model {path!r}: no such folder" + (f" (did you mean {near}?)" if near else "")
+            + "; give a folder written by save_pretrained / hf-mtl train, or a Hub id (owner/name)"
+        )
     try:
         return MultiTaskModel.from_pretrained(path)
     except (OSError, ValueError) as err:

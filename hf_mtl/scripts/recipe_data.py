@@ -38,16 +38,27 @@ def load_recipe_datasets(data_args: DataArguments, seed: int = 42, need_train: b
             return _builtin(data_args, seed)
         except FileNotFoundError as err:
             raise RecipeError(f"recipe: `dataset: {data_args.dataset}`: {err}") from err
-    if data_args.dataset == "imagefolder":
-        loaded = datasets.load_dataset("imagefolder", data_dir=data_args.data_dir)
-    elif data_args.dataset in ("csv", "json", "parquet"):
-        files = {"train": data_args.train_file}
-        if data_args.validation_file:
-            files["validation"] = data_args.validation_file
-        loaded = datasets.load_dataset(data_args.dataset, data_files=files)
+    files = {"train": data_args.train_file}
+    if data_args.validation_file:
+        files["validation"] = data_args.validation_file
+    try:
+        if data_args.dataset == "imagefolder":
+            loaded = datasets.load_dataset("imagefolder", data_dir=data_args.data_dir)
+        elif data_args.dataset in ("csv", "json", "parquet"):
+            loaded = datasets.load_dataset(data_args.dataset, data_files=files)
+        else:
+            loaded = datasets.load_from_disk(data_args.dataset)
+    except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as err:
+        # the reader's own error (pyarrow's "JSON parse error: ...") names no file; its cause often says the line
+        cause = err.__cause__ or err.__context__
+        where = data_args.data_dir if data_args.dataset == "imagefolder" else (
+            files if data_args.dataset in ("csv", "json", "parquet") else data_args.dataset)
+        raise RecipeError(
+            f"recipe: the {data_args.dataset} data {where} cannot be read: {err}"
+            + (f" ({type(cause).__name__}: {cause})" if cause is not None else "")
+        ) from err
+    if data_args.dataset in ("csv", "json", "parquet"):
         loaded = _resolve_relative_paths(loaded, data_args)
-    else:
-        loaded = datasets.load_from_disk(data_args.dataset)
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     if "train" not in loaded:
