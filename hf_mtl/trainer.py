@@ -212,7 +212,7 @@ class MultiTaskTrainer(Trainer):
 
         from .metrics import ComputeMetrics, build_compute_metrics, reported_metric_keys
 
-        if hasattr(self.compute_metrics, "per_label_metrics") and not self.args.eval_do_concat_batches:
+        if isinstance(self.compute_metrics, ComputeMetrics) and not self.args.eval_do_concat_batches:
             raise ValueError(
                 "eval_do_concat_batches=False hands compute_metrics a list of per-batch dicts, and hf_mtl's metrics "
                 "would score the first batch only; leave it True (or pass your own compute_metrics)"
