@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SUMMARY_START, SUMMARY_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 ORDER = ("overhead", "feature_cache", "multitask_cost", "predict", "claim_missing_labels", "claim_data_size",
-         "claim_multitask", "claim_multitask_fresh_heads", "advise", "gpu")
+         "claim_multitask", "claim_multitask_fresh_heads", "advise", "finetune_recipe", "text_baseline", "gpu")
 
 
 def _ratio(stats: dict) -> str:
@@ -185,6 +185,31 @@ def claim_multitask(r: dict) -> list[str]:
     return lines
 
 
+def finetune_recipe(r: dict) -> list[str]:
+    res, s = r["results"], r["settings"]
+    auc, delta = res["macro_roc_auc"], res["minus_heads_only"]
+    sizes = list(auc["heads"])
+    lines = [f"Fashion-MNIST grids at {s['image_size']} px, top_n = top {s['top_n']} blocks, {s['num_eval']} test grids, "
+             f"{res['seeds_completed']} seed(s); macro ROC-AUC mean ± sd, and the difference to the heads-only stage "
+             "every variant starts from.", "",
+             "| variant | " + " | ".join(f"{n} grids | − heads-only" for n in sizes) + " |",
+             "|---|" + "---|---|" * len(sizes)]
+    for curve in auc:
+        lines.append(f"| {curve} | " + " | ".join(f"{_pm(auc[curve][n])} | {delta[curve][n]:+.3f}" for n in sizes)
+                     + " |")
+    return lines
+
+
+def text_baseline(r: dict) -> list[str]:
+    res = r["results"]
+    lines = [f"{res['n_train']} training and {res['n_eval']} evaluation WordNet glosses (the text recipe's rows); "
+             "each task's main metric on present labels.", "", "| task | metric | TF-IDF + logistic regression |",
+             "|---|---|---|"]
+    for task, row in res["tfidf_logreg"].items():
+        lines.append(f"| {task} | {row['main_metric']} | {row['value']:.4f} |")
+    return lines
+
+
 def gpu(r: dict) -> list[str]:
     if r["skipped"]:
         return [f"Not run: {r['skipped']}."]
@@ -220,7 +245,8 @@ def advise(r: dict) -> list[str]:
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "overhead": overhead, "feature_cache": feature_cache, "multitask_cost": multitask_cost, "predict": predict,
     "claim_missing_labels": claim_missing_labels, "claim_data_size": claim_data_size,
-    "claim_multitask": claim_multitask, "claim_multitask_fresh_heads": claim_multitask, "advise": advise, "gpu": gpu,
+    "claim_multitask": claim_multitask, "claim_multitask_fresh_heads": claim_multitask, "advise": advise,
+    "finetune_recipe": finetune_recipe, "text_baseline": text_baseline, "gpu": gpu,
 }
 TITLES = {
     "overhead": "1. Overhead: MultiTaskTrainer vs raw PyTorch loop vs plain Trainer",
@@ -233,6 +259,8 @@ TITLES = {
                        "fine-tuning)",
     "claim_multitask_fresh_heads": "5c'. The same, fine-tuning fresh heads directly (`--heads-epochs 0`)",
     "advise": "5e. `hf-mtl advise`: LogME ranking of backbones vs their fine-tuned ranking",
+    "finetune_recipe": "5f. Fine-tuning recipe: BatchNorm statistics, layer decay, from the same heads-only stage",
+    "text_baseline": "5g. Text baseline: TF-IDF + logistic regression on the WordNet tasks",
     "gpu": "6. GPU throughput and FLOP utilisation",
 }
 
@@ -302,6 +330,12 @@ def headline(name: str, r: dict) -> str:
                                                                                  "scratch")) for n in sizes]
         gaps = ", ".join(f"{best[n]['auto_minus_best']:+.3f}" for n in sizes)
         return "macro AUC at " + "; ".join(parts) + f"; auto − best fixed: {gaps}"
+    if name == "finetune_recipe":
+        delta = res["minus_heads_only"]
+        return "minus heads-only: " + "; ".join(
+            f"{n} grids: " + ", ".join(f"{c} {delta[c][n]:+.3f}" for c in delta if c != "heads") for n in delta["heads"])
+    if name == "text_baseline":
+        return ", ".join(f"{t} {row['main_metric']} {row['value']:.3f}" for t, row in res["tfidf_logreg"].items())
     if name.startswith("claim_multitask"):
         sc, m = res["scores"], res["metrics"]
         return "; ".join(f"{t} {m[t]['name']}: " + ", ".join(f"{setup} {sc[setup][t]['mean']:.3f}" for setup in sc)

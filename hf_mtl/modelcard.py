@@ -88,6 +88,18 @@ def task_eval_results(specs: Sequence[TaskSpec], metrics: Mapping[str, Any] | No
     return rows
 
 
+def task_baseline_results(specs: Sequence[TaskSpec], metrics: Mapping[str, Any] | None) -> list[tuple[str, str, float]]:
+    """``(task, metric, value)`` of each type's trivial-predictor metrics (e.g. regression ``constant_mae``): shown
+    in the card beside the model's numbers, kept out of the model-index (they are not the model's results)."""
+    flat = {_strip_prefix(key): value for key, value in (metrics or {}).items()}
+    return [
+        (spec.name, metric, float(flat[f"{spec.name}_{metric}"]))
+        for spec in specs
+        for metric in spec.task_type.baseline_metric_names
+        if isinstance(flat.get(f"{spec.name}_{metric}"), (int, float))
+    ]
+
+
 # ------------------------------------------------------------------------------------------------- per-label table
 def _format_cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and value != value):
@@ -326,7 +338,9 @@ def create_model_card(
         base_model=base_model,
         weights_source=getattr(config, "backbone_weights", None),
         tasks=task_sections(specs),
-        eval_rows=[{"task": t, "metric": m, "value": v} for t, m, v in eval_rows],
+        eval_rows=[{"task": t, "metric": m, "value": v, "baseline": False} for t, m, v in eval_rows]
+        + [{"task": t, "metric": f"{m} (baseline)", "value": v, "baseline": True}
+           for t, m, v in task_baseline_results(specs, metrics)],
         dataset_names=datasets,
         eval_split=eval_split,
         per_label_metrics=columns,

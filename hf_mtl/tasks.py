@@ -31,6 +31,9 @@ HEAD_ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity,
 }
 """The allow-list of hidden-layer activations of a task head: a config can never name arbitrary code."""
+TARGET_STATISTICS = ("target_mean", "target_std", "target_median")
+"""TaskSpec fields of a standardised regression task: statistics of its present training targets, per output."""
+
 
 
 def present_mask(labels: Any) -> Any:
@@ -131,6 +134,9 @@ class TaskSpec:
     loss_weight: float = 1.0
     pos_weight: list[float] | None = None
     thresholds: list[float] | None = None
+    target_mean: list[float] | None = None
+    target_std: list[float] | None = None
+    target_median: list[float] | None = None
 
     def __post_init__(self) -> None:
         where = f"task {self.name!r}"
@@ -184,6 +190,21 @@ class TaskSpec:
             raise ValueError(f"{where}: pos_weight entries must be finite and > 0, got {self.pos_weight}")
         if self.thresholds is not None and any(not 0.0 <= t <= 1.0 for t in self.thresholds):
             raise ValueError(f"{where}: thresholds are probabilities and must lie in [0, 1], got {self.thresholds}")
+        for attr in TARGET_STATISTICS:
+            value = getattr(self, attr)
+            if value is None:
+                continue
+            if not self.task_type.standardizes_targets:
+                raise ValueError(f"{where}: {attr} applies to regression tasks only, not {self.type}")
+            if not isinstance(value, (list, tuple)) or len(value) != n or not all(
+                _is_number(v) and math.isfinite(v) for v in value
+            ):
+                raise ValueError(f"{where}: {attr} must be a list of {n} finite numbers (one per output), got {value!r}")
+            setattr(self, attr, [float(v) for v in value])
+        if (self.target_mean is None) != (self.target_std is None):
+            raise ValueError(f"{where}: give target_mean and target_std together (or neither)")
+        if self.target_std is not None and any(s <= 0 for s in self.target_std):
+            raise ValueError(f"{where}: target_std entries must be > 0, got {self.target_std}")
         check_unique_metric_keys([self])
 
     @property
@@ -312,6 +333,13 @@ class TaskType:
     """What ``predict`` returns for a task of this type, in words, for the model card's usage section."""
     activation_name: ClassVar[str] = "sigmoid"
     """The function `activate` applies, in transformers' ``function_to_apply`` words."""
+    main_metric: ClassVar[str]
+    """The task-level metric key (as in ``<task>_<key>``) that stage and checkpoint selection compare."""
+    greater_is_better: ClassVar[bool] = True
+    baseline_metric_names: ClassVar[tuple[str, ...]] = ()
+    """Metrics of a trivial predictor reported beside the model's (e.g. a constant for regression)."""
+    standardizes_targets: ClassVar[bool] = False
+    """Whether targets are standardised with training statistics (``TaskSpec.target_mean`` / ``target_std``)."""
 
     def validate(self, spec: TaskSpec) -> None:
         """Raise ValueError when the spec cannot describe a task of this type."""
@@ -430,6 +458,19 @@ class TaskType:
     def chance_scores(self, spec: TaskSpec, labels: torch.Tensor) -> dict[str, float] | None:
         """Per-label score of a chance predictor on encoded ``labels`` (None when the type has no baseline)."""
         return None
+    def baseline_metrics(self, spec: TaskSpec, labels: Any) -> dict[str, float | None]:
+        """``baseline_metric_names`` → value on the present ``labels`` of an evaluation set."""
+        return {}
+
+    def main_score(self, metrics: Mapping[str, float]) -> float | None:
+        """One higher-is-better number from a task's metrics (keys without the task prefix), to compare models across
+        tasks: the main metric itself here; None when it is undefined on the evaluation set."""
+        value = metrics.get(self.main_metric)
+        return None if value is None else (float(value) if self.greater_is_better else -float(value))
+
+    def target_statistics(self, spec: TaskSpec, labels: torch.Tensor) -> dict[str, list[float]]:
+        """`TARGET_STATISTICS` of the training ``labels`` (types with ``standardizes_targets`` only)."""
+        raise NotImplementedError(f"task type {self.name!r} does not standardise its targets")
 
     def evidence_targets(self, labels: torch.Tensor, num_outputs: int | None = None) -> torch.Tensor:
         """Label tensor → ``(N, K)`` float64 regression targets for a linear model on features (LogME), NaN where
@@ -490,6 +531,7 @@ class MultiLabelTask(_BinaryLike):
     per_label_table = True
     summary_prefix = "macro_"
     chance_baseline = "chance_ap"
+    main_metric = "macro_roc_auc"
     missing_label_rule = (
         "masked per label: a sample may give some labels and leave others out (None/NaN); absent labels add nothing "
         "to the loss, which is normalised by the number of present labels in the effective batch"
@@ -569,6 +611,7 @@ class MultiLabelTask(_BinaryLike):
 
 class BinaryTask(_BinaryLike):
     name = "binary"
+    main_metric = "roc_auc"
     missing_label_rule = (
         "masked per sample: samples without this label (None/NaN) add nothing to the loss, which is normalised by the "
         "number of labelled samples in the effective batch"
@@ -654,6 +697,7 @@ class MultiClassTask(_ClassValued):
     metric_names = ("accuracy", "macro_f1")
     metric_module = "multiclass"
     activation_name = "softmax"
+    main_metric = "accuracy"
     missing_label_rule = (
         "masked per sample: samples without a class (None/NaN) add nothing to the cross-entropy, which is normalised "
         "by the number of labelled samples in the effective batch"
@@ -716,6 +760,7 @@ class OrdinalTask(_ClassValued):
 
     name = "ordinal"
     metric_names = ("accuracy", "mae", "qwk")
+    main_metric = "qwk"
     metric_module = "ordinal"
     missing_label_rule = (
         "masked per sample: samples without a grade (None/NaN) add nothing to the K-1 binary cross-entropies, "
@@ -816,6 +861,11 @@ class RegressionTask(TaskType):
     metric_module = "regression"
     per_label_metric_names = ("mae", "rmse")
     activation_name = "none"
+    main_metric = "mae"
+    greater_is_better = False
+    baseline_metric_names = ("constant_mae", "constant_rmse")
+    """MAE of always predicting the training median, RMSE of always predicting the training mean."""
+    standardizes_targets = True
     missing_label_rule = (
         "masked per value: missing targets (None/NaN) add nothing to the squared error, which is normalised by the "
         "number of present values in the effective batch"
@@ -864,14 +914,74 @@ class RegressionTask(TaskType):
         return [float(MISSING)] * n if n > 1 else float(MISSING)
 
     def loss_terms(self, spec, logits, labels, label_smoothing=0.0):
+        """Squared error on the standardised scale when the spec has training statistics (the head's raw outputs
+        are then standardised values), else on the raw targets (configs written before standardisation)."""
         labels = labels.reshape(logits.shape)
         mask = present_mask(labels)
         target = torch.where(mask, labels, torch.zeros_like(labels)).to(logits.dtype)
+        if spec.target_mean is not None:
+            mean, std = self._statistics(spec, logits)
+            target = (target - mean) / std
         per_value = (logits - target) ** 2
         return torch.where(mask, per_value, torch.zeros_like(per_value)).sum(), mask.sum()
 
     def activate(self, spec, logits):
-        return logits
+        """Raw outputs → values in the targets' original units."""
+        if spec.target_mean is None:
+            return logits
+        mean, std = self._statistics(spec, logits)
+        return logits * std + mean
+
+    @staticmethod
+    def _statistics(spec: TaskSpec, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def as_tensor(values: list[float]) -> torch.Tensor:
+            return torch.tensor(values, dtype=like.dtype, device=like.device).reshape((1,) * (like.dim() - 1) + (-1,))
+
+        return as_tensor(spec.target_mean), as_tensor(spec.target_std)
+
+    def target_statistics(self, spec: TaskSpec, labels: torch.Tensor) -> dict[str, list[float]]:
+        """Mean, standard deviation and median of each output's present targets (``labels``: all training labels,
+        encoded). A constant or single-value output gets std 1 (nothing to rescale); an output with no present
+        target keeps mean 0 / std 1, i.e. today's raw scale."""
+        labels = labels.double().reshape(len(labels), -1)
+        stats: dict[str, list[float]] = {attr: [] for attr in TARGET_STATISTICS}
+        for j in range(labels.shape[1]):
+            column = labels[:, j]
+            values = column[present_mask(column)]
+            mean = float(values.mean()) if values.numel() else 0.0
+            std = float(values.std(unbiased=False)) if values.numel() > 1 else 0.0
+            median = float(values.median()) if values.numel() else 0.0
+            stats["target_mean"].append(mean)
+            stats["target_std"].append(std if std > 1e-12 * max(1.0, abs(mean)) else 1.0)
+            stats["target_median"].append(median)
+        return stats
+
+    def main_score(self, metrics):
+        """Skill over the constant predictor, ``1 - mae / constant_mae``: 0 is no better than the training median,
+        1 is exact; on the scale of the classification scores, whatever the targets' units."""
+        mae, constant = metrics.get("mae"), metrics.get("constant_mae")
+        if mae is None:
+            return None
+        return 1.0 - mae / constant if constant else -float(mae)
+
+    def baseline_metrics(self, spec: TaskSpec, labels: Any) -> dict[str, float | None]:
+        """MAE of the training median and RMSE of the training mean on the present ``labels`` (mean over outputs).
+
+        Without training statistics the evaluation set's own median / mean stand in (an optimistic constant)."""
+        labels = torch.as_tensor(labels, dtype=torch.float64).reshape(len(labels), -1)
+        maes, rmses = [], []
+        for j in range(labels.shape[1]):
+            column = labels[:, j]
+            values = column[present_mask(column)]
+            if not values.numel():
+                continue
+            median = spec.target_median[j] if spec.target_median is not None else float(values.median())
+            mean = spec.target_mean[j] if spec.target_mean is not None else float(values.mean())
+            maes.append(float((values - median).abs().mean()))
+            rmses.append(float(((values - mean) ** 2).mean().sqrt()))
+        if not maes:
+            return dict.fromkeys(self.baseline_metric_names)
+        return {"constant_mae": sum(maes) / len(maes), "constant_rmse": sum(rmses) / len(rmses)}
 
     def decode(self, spec, scores, top_k=1):
         values = scores.reshape(-1).tolist()

@@ -85,6 +85,7 @@ class MultiTaskTrainer(Trainer):
         self._task_counts: dict[str, torch.Tensor] = {}
         self._cap_text_length()
         self._validate_datasets()
+        self._standardize_targets()
         self._validate_metric_for_best_model()
         self._setup_transfer()
         self._setup_balancing()
@@ -107,6 +108,11 @@ class MultiTaskTrainer(Trainer):
             )
         elif args.trainable_tasks is not None:
             raise ValueError("trainable_tasks needs a freeze_policy (e.g. 'heads'): it chooses heads within that policy")
+        if args.norm_statistics != "train" and self.model is not None and hasattr(self.model, "backbone"):
+            frozen = transfer.freeze_norm_statistics(self.model, estimated_only=args.norm_statistics == "auto")
+            if frozen:
+                logger.info("%d pretrained BatchNorm layers keep their running statistics (norm_statistics=%r)",
+                            len(frozen), args.norm_statistics)
         if args.unfreeze_every is not None and self._unfreezing_callback() is None:
             self.add_callback(
                 transfer.GradualUnfreezingCallback(args.unfreeze_every, args.unfreeze_unit, args.unfreeze_blocks_per_stage)
@@ -204,6 +210,22 @@ class MultiTaskTrainer(Trainer):
                 validate_inputs(part, decode_images=self.args.validate_images == "decode")
             except ValueError as err:
                 raise ValueError(f"{name}: {err}") from err
+
+    def _standardize_targets(self) -> None:
+        """Regression targets get their training mean / std once, before training (see
+        `hf_mtl.data.standardize_regression_targets`); a spec that already has them (a saved model) keeps them."""
+        import datasets
+
+        from .data import standardize_regression_targets
+
+        dataset, collator = self.train_dataset, self.data_collator
+        if not self.args.standardize_targets or self.model is None or not isinstance(collator, MultiTaskDataCollator):
+            return
+        if not isinstance(dataset, (datasets.Dataset, list)):
+            return
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # PEFT
+        standardize_regression_targets(model, dataset, collator.label_columns, collator.known_label_columns,
+                                       tasks=self.args.trainable_tasks)
 
     def _validate_metric_for_best_model(self) -> None:
         """A ``metric_for_best_model`` typo would fail at the first evaluation, after training work: check it now

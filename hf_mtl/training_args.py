@@ -19,6 +19,9 @@ from .transfer.unfreezing import UnfreezeUnit
 ValidateImages = Literal["header", "decode"]
 VALIDATE_IMAGES: tuple[str, ...] = get_args(ValidateImages)
 """Values of ``MultiTaskTrainingArguments.validate_images``."""
+NormStatistics = Literal["auto", "frozen", "train"]
+NORM_STATISTICS: tuple[str, ...] = get_args(NormStatistics)
+"""Values of ``MultiTaskTrainingArguments.norm_statistics``."""
 
 
 def multi_process_without_accelerator() -> bool:
@@ -31,7 +34,8 @@ def multi_process_without_accelerator() -> bool:
     return not torch.cuda.is_available()
 
 
-ENUMERATED_FIELDS = ("freeze_policy", "unfreeze_unit", "validate_images", "task_balancing", "nonfinite_policy")
+ENUMERATED_FIELDS = ("freeze_policy", "norm_statistics", "unfreeze_unit", "validate_images", "task_balancing",
+                     "nonfinite_policy")
 """The fields of `MultiTaskTrainingArguments` typed ``Literal[...]`` (with ``choices``), checked in ``__post_init__``."""
 
 
@@ -75,6 +79,17 @@ class MultiTaskTrainingArguments(TrainingArguments):
         metadata={
             "help": "Layer-wise LR decay in (0, 1]: heads get `learning_rate`, the backbone block `d` levels below "
             "gets `learning_rate * layer_decay**d`; works with every transformers scheduler."
+        },
+    )
+    norm_statistics: NormStatistics = field(
+        default="auto",
+        metadata={
+            "help": "BatchNorm running statistics of the backbone's trainable blocks while training: `train` (stock: "
+            "normalise with batch statistics and update the running ones), `frozen` (normalise with the pretrained "
+            "running statistics, which stay as they are; the affine weights still train) or `auto` (frozen for layers "
+            "whose statistics were estimated from data, i.e. a pretrained backbone; fresh layers train theirs). "
+            "Frozen blocks always keep theirs. Measured in benchmarks/README.md (fine-tuning recipe).",
+            "choices": list(NORM_STATISTICS),
         },
     )
     unfreeze_every: float | None = field(
@@ -125,6 +140,12 @@ class MultiTaskTrainingArguments(TrainingArguments):
                   "file's header (cheap: missing and unreadable files), `decode` decodes every image once (also files "
                   "corrupt past a valid header, which would otherwise fail when first read, mid-training).",
                   "choices": list(VALIDATE_IMAGES)},
+    )
+    standardize_targets: bool = field(
+        default=True,
+        metadata={"help": "Regression tasks without target statistics get the mean / std / median of their present "
+                  "training values stored in their spec; the loss works on standardised targets, predictions and "
+                  "metrics stay in the original units. False keeps raw-scale targets."},
     )
     task_balancing: TaskBalancing = field(
         default="static",

@@ -211,3 +211,25 @@ def test_advise(tmp_path):
     # a report of data sets run separately combines without rerunning them
     combined = bench.main([*TINY, "--from-json", str(tmp_path / "advise.json"), "--output-dir", str(tmp_path / "c")])
     assert combined["results"]["image"] == json.loads(json.dumps(image))
+
+
+def test_finetune_recipe(tmp_path):
+    from benchmarks import finetune_recipe as bench
+
+    report = bench.main([*TINY, "--sizes", "16", "--num-eval", "16", "--seeds", "1", "--variants", "old", "both",
+                         "--policies", "top_n", "--output-dir", str(tmp_path)])
+    results = check_report(report, tmp_path, "finetune_recipe", png=False)
+    assert set(results["macro_roc_auc"]) == {"heads", "top_n/old", "top_n/both"}
+    assert results["minus_heads_only"]["heads"]["16"] == 0.0
+
+
+def test_text_baseline(tmp_path):
+    from benchmarks import text_baseline as bench
+
+    try:
+        report = bench.main(["--quick", "--output-dir", str(tmp_path)])
+    except FileNotFoundError as err:
+        pytest.skip(f"WordNet data missing: {err}")
+    results = check_report(report, tmp_path, "text_baseline", png=False)
+    assert set(results["tfidf_logreg"]) == {"pos", "supersense", "kind"}
+    assert all(0.0 <= r["value"] <= 1.0 for r in results["tfidf_logreg"].values())

@@ -25,7 +25,8 @@ def test_two_processes_equal_one_process_with_twice_the_batch(tmp_path):
     recipe = write_recipe(
         tmp_path / "r.yaml",
         tiny_recipe(data, tmp_path / "unused", max_steps=4, freeze_policy="top_n", freeze_top_n=1,
-                    heads_only_epochs=1, max_eval_samples=8, validation_split=0.2, save_strategy="steps", save_steps=2),
+                    heads_only_epochs=1, max_eval_samples=8, validation_split=0.2, save_strategy="steps", save_steps=2,
+                    final_model="last"),  # the fine-tuned weights are what 1 and 2 processes must agree on
     )
     two = _launch(2, recipe, tmp_path, "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4")
     assert "parallel_mode != ParallelMode.DISTRIBUTED" not in two.stderr  # the two processes really formed one group

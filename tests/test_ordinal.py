@@ -123,7 +123,7 @@ def test_compute_metrics_keys_and_per_label_table():
     logits = np.array([[4.0, 4.0, 4.0], [-4.0, -4.0, -4.0], [4.0, -4.0, -4.0]])
     out = compute((({"grade": logits},), {"grade": np.array([3, 1, MISSING])}))
     assert out == pytest.approx({"grade_accuracy": 0.5, "grade_mae": 0.5, "grade_qwk": out["grade_qwk"],
-                                 "grade_mid_f1": 0.0, "grade_top_f1": 1.0})
+                                 "grade_mid_f1": 0.0, "grade_top_f1": 1.0, "main_score": out["grade_qwk"]})
     assert set(compute.last.per_label["grade"]) == set(GRADES)
     assert {"grade_accuracy", "grade_mae", "grade_qwk"} <= reported_metric_keys(compute, [spec])
 

@@ -12,6 +12,7 @@ from .validation import (
     as_dataset,
     image_problem,
     iter_encoded_labels,
+    standardize_regression_targets,
     validate_inputs,
     validate_labels,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "MODEL_INPUT_NAMES",
     "MultiTaskDataCollator",
     "as_dataset",
+    "standardize_regression_targets",
     "encode_labels",
     "image_problem",
     "iter_encoded_labels",

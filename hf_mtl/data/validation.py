@@ -168,6 +168,45 @@ def validate_labels(
     return counts
 
 
+def standardize_regression_targets(
+    model: Any,
+    dataset: Any,
+    label_columns: Mapping[str, str] | None = None,
+    known_label_columns: Mapping[str, str] | None = None,
+    tasks: Sequence[str] | None = None,
+) -> dict[str, dict[str, list[float]]]:
+    """Store the mean / std / median of each regression target's present training values in the model's task specs.
+
+    Computed once, from the training data, for tasks that have no statistics yet: the loss then works on standardised
+    targets (a head starts at the right scale, whatever the units) and `activate` / `predict` / metrics return values
+    in the original units; the statistics are saved in ``config.json``. ``tasks``: only these (the heads that will
+    train; a head that does not train keeps its outputs unchanged). Returns ``{task: statistics}`` of the tasks it
+    standardised (empty when there were none to do).
+    """
+    from ..tasks import TARGET_STATISTICS
+
+    specs = list(model.config.task_specs)
+    todo = [spec for spec in specs if spec.task_type.standardizes_targets and spec.target_mean is None
+            and (tasks is None or spec.name in tasks)]
+    if not todo:
+        return {}
+    chunks: dict[str, list[torch.Tensor]] = {spec.name: [] for spec in todo}
+    for encoded in iter_encoded_labels(dataset, todo, label_columns, known_label_columns):
+        for spec in todo:
+            chunks[spec.name].append(torch.as_tensor(encoded[spec.name]).reshape(-1, spec.output_size))
+    found = {}
+    for spec in todo:
+        labels = torch.cat(chunks[spec.name]) if chunks[spec.name] else torch.empty(0, spec.output_size)
+        stats = spec.task_type.target_statistics(spec, labels)
+        for attr in TARGET_STATISTICS:
+            setattr(spec, attr, stats[attr])
+        found[spec.name] = stats
+        logger.info("task %r: regression targets standardised with training mean %s and std %s", spec.name,
+                    [round(v, 6) for v in stats["target_mean"]], [round(v, 6) for v in stats["target_std"]])
+    model.config.set_tasks(specs)
+    return found
+
+
 INPUT_KINDS = ("image", "text")
 
 

@@ -33,10 +33,14 @@ from .thresholds import apply_thresholds, best_threshold, tune_thresholds
 logger = logging.getLogger(__name__)
 
 METRICS_DIR = Path(__file__).resolve().parent
+MAIN_SCORE = "main_score"
+"""Key of the mean over tasks of `TaskType.main_score`: one higher-is-better number for ``metric_for_best_model``."""
+
 METRIC_MODULES = {name: task_type.metric_module for name, task_type in TASK_TYPES.items()}
 """Task type → the local evaluate module that scores it (``TaskType.metric_module``)."""
 
 __all__ = [
+    "MAIN_SCORE",
     "METRIC_MODULES",
     "ComputeMetrics",
     "Evaluation",
@@ -116,6 +120,7 @@ def compute_task_metrics(
     scores = activate(spec, logits)
     labels = _numpy(labels).astype(np.float64)
     flat, table = spec.task_type.compute_metrics(spec, metric, scores, labels, per_label=per_label)
+    flat.update({f"{spec.name}_{m}": v for m, v in spec.task_type.baseline_metrics(spec, labels).items()})
     undefined = sorted(k for k, v in flat.items() if v is None)
     if undefined:
         logger.info("task %r: %d metrics undefined on this eval set (no present labels / positives): %s",
@@ -161,6 +166,7 @@ def evaluate_predictions(
     """
     loaded = {} if loaded is None else loaded
     result = Evaluation()
+    scores: list[float] = []
     for spec in as_task_specs(task_specs):
         if spec.name not in predictions or spec.name not in labels:
             continue
@@ -171,10 +177,15 @@ def evaluate_predictions(
             spec, predictions[spec.name], labels[spec.name], loaded[module], per_label=per_label
         )
         result.metrics.update(flat)
+        score = spec.task_type.main_score({k.removeprefix(f"{spec.name}_"): v for k, v in flat.items()})
+        if score is not None:
+            scores.append(score)
         result.per_label[spec.name] = {
             label: {m: v for m, v in values.items() if m in (*spec.task_type.metric_names, "f1", "support")}
             for label, values in task_table.items()
         }
+    if scores:
+        result.metrics[MAIN_SCORE] = float(np.mean(scores))
     return result
 
 

@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 from transformers import HfArgumentParser
@@ -121,6 +121,25 @@ class ScriptArguments:
     heads_only_feature_cache: bool = field(
         default=True,
         metadata={"help": "Heads-only stage: run the frozen backbone once and train the heads on cached features."},
+    )
+    auto_trial_steps: int = field(
+        default=50,
+        metadata={
+            "help": "With `freeze_policy: auto`, a heads-only stage and an evaluation set: `auto` is decided by "
+            "measurement: from the heads-only model, `top_n` and `full` each train this many steps (same seed), all "
+            "three are compared on the evaluation set's `main_score`, and the winner is the main stage's policy (the "
+            "table goes to the log and `freeze_auto.json`). Without them `auto` is the rule of thumb on data size."
+        },
+    )
+    final_model: Literal["best_stage", "best_mean", "last"] = field(
+        default="best_stage",
+        metadata={
+            "help": "With a heads-only stage and an evaluation set: `best_stage` keeps the fine-tuned model only when "
+            "it is at least as good as the heads-only stage on every task's main metric (else the heads-only weights "
+            "are restored, and the log says why); `best_mean` compares the mean main score over tasks; `last` keeps "
+            "the fine-tuned model. Checkpoints within fine-tuning are chosen by the Trainer's `load_best_model_at_end` "
+            "(e.g. `metric_for_best_model: main_score`).",
+        },
     )
     show_per_label: bool = field(default=True, metadata={"help": "Print the per-label metric table after evaluation."})
 

@@ -57,7 +57,8 @@ def format_metrics(metrics: dict[str, float], specs: list, per_label: dict[str, 
     for spec in specs:
         prefix = f"eval_{spec.name}_"
         head = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
-        summary = ", ".join(f"{n}={head[n]:.4f}" for n in spec.task_type.summary_metrics() if n in head)
+        names = [*spec.task_type.summary_metrics(), *spec.task_type.baseline_metric_names]  # + constant predictor
+        summary = ", ".join(f"{n}={head[n]:.4f}" for n in names if n in head)
         lines.append(f"[{spec.name}] ({spec.type}) {summary}")
         table = (per_label or {}).get(spec.name)
         if table and spec.task_type.per_label_table:
@@ -74,6 +75,85 @@ def format_metrics(metrics: dict[str, float], specs: list, per_label: dict[str, 
                     cells.append(f"{chance[spec.name].get(label, float('nan')):>19.4f}")
                 lines.append("    " + f"{label:<18}" + "".join(cells))
     return "\n".join(lines)
+
+
+STAGE_SELECTION_FILE = "stage_selection.json"
+
+
+def compare_stages(
+    heads: dict[str, float], tuned: dict[str, float], specs: list, rule: str = "best_stage"
+) -> tuple[bool, str, list[dict[str, Any]]]:
+    """Whether the fine-tuned model is kept over the heads-only stage, why, and the per-task table it decided from.
+
+    ``heads`` / ``tuned``: ``eval_*`` metrics of the two. ``best_stage``: kept only when no task's main metric is
+    worse; ``best_mean``: kept when the mean `TaskType.main_score` is at least the heads-only one; ``last``: kept.
+    """
+    from ..metrics import MAIN_SCORE
+
+    table, worse = [], []
+    for spec in specs:
+        key = f"eval_{spec.name}_{spec.task_type.main_metric}"
+        before, after = heads.get(key), tuned.get(key)
+        row = {"task": spec.name, "metric": spec.task_type.main_metric, "heads_only": before, "fine_tuned": after}
+        if before is not None and after is not None:
+            better = after >= before if spec.task_type.greater_is_better else after <= before
+            row["fine_tuned_at_least_as_good"] = bool(better)
+            if not better:
+                worse.append(f"{spec.name} {spec.task_type.main_metric} {after:.4f} vs {before:.4f}")
+        table.append(row)
+    mean_before, mean_after = heads.get(f"eval_{MAIN_SCORE}"), tuned.get(f"eval_{MAIN_SCORE}")
+    table.append({"task": "(mean)", "metric": MAIN_SCORE, "heads_only": mean_before, "fine_tuned": mean_after})
+    if rule == "last":
+        return True, "final_model=last keeps the fine-tuned model", table
+    if rule == "best_mean":
+        if mean_before is None or mean_after is None or mean_after >= mean_before:
+            return True, f"mean {MAIN_SCORE} {mean_after} >= heads-only {mean_before}", table
+        return False, f"mean {MAIN_SCORE} {mean_after:.4f} < heads-only {mean_before:.4f}", table
+    if worse:
+        return False, "fine-tuning is worse than the heads-only stage on " + "; ".join(worse), table
+    return True, "fine-tuning is at least as good as the heads-only stage on every task's main metric", table
+
+
+AUTO_POLICY_FILE = "freeze_auto.json"
+POLICY_ORDER = ("heads", "top_n", "full")
+"""Candidates of the measured `auto` policy, from the least to the most trained (a tie keeps the earlier)."""
+
+
+def measure_freeze_policy(model, training_args, script_args, train_ds, eval_ds, heads_metrics: dict[str, float],
+                          common: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """`freeze_policy: auto` by evidence: from the heads-only model, short seeded trials of `top_n` and `full`
+    (``auto_trial_steps`` each) compared with the heads-only stage on the evaluation set's `main_score`.
+
+    Returns the winning policy and the decision table; the model is left as the heads-only stage made it.
+    """
+    from ..metrics import MAIN_SCORE
+    from ..trainer import MultiTaskTrainer
+
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    table = [{"policy": "heads", "steps": 0, MAIN_SCORE: heads_metrics.get(f"eval_{MAIN_SCORE}"),
+              "note": "the heads-only stage itself"}]
+    for policy in POLICY_ORDER[1:]:
+        args = copy.deepcopy(training_args)
+        args.freeze_policy, args.max_steps, args.unfreeze_every = policy, script_args.auto_trial_steps, None
+        args.output_dir = os.path.join(training_args.output_dir, f"auto_trial_{policy}")
+        args.eval_strategy = args.save_strategy = "no"
+        args.load_best_model_at_end = args.push_to_hub = False
+        args.resume_from_checkpoint = None
+        trial = MultiTaskTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, **common)
+        trial.train()
+        metrics = trial.evaluate()
+        row = {"policy": policy, "steps": script_args.auto_trial_steps, MAIN_SCORE: metrics.get(f"eval_{MAIN_SCORE}")}
+        if policy == "top_n":
+            row["freeze_top_n"] = training_args.freeze_top_n
+        table.append(row)
+        del trial
+        model.load_state_dict(state)
+        if os.path.isdir(args.output_dir) and not os.listdir(args.output_dir):
+            os.rmdir(args.output_dir)
+    scored = [row for row in table if row[MAIN_SCORE] is not None]
+    best = max(scored, key=lambda row: (row[MAIN_SCORE], -POLICY_ORDER.index(row["policy"])))["policy"] \
+        if scored else "heads"
+    return best, table
 
 
 def label_prevalence(dataset: Any, specs: list, label_columns: dict | None) -> dict[str, dict[str, float]]:
@@ -138,6 +218,8 @@ def run(
         common["data_collator"] = MultiTaskDataCollator(
             specs, tokenizer=processor, label_columns=data_args.label_columns
         )
+    heads_metrics: dict[str, float] = {}
+    heads_state: dict[str, Any] | None = None
     if script_args.heads_only_epochs > 0 and not training_args.resume_from_checkpoint:
         heads_args = _heads_only_args(training_args, script_args)
         heads_train = with_preprocessing(train_raw, processor, column, train=False, allow_empty_text=allow_empty) \
@@ -148,6 +230,8 @@ def run(
         heads_metrics = stage.evaluate() if eval_ds is not None else {}
         if stage.is_world_process_zero() and heads_metrics:
             print("\n== after the heads-only stage ==\n" + format_metrics(heads_metrics, specs), flush=True)
+        if heads_metrics and script_args.final_model != "last":  # the candidate fine-tuning must beat
+            heads_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         # Only the main process removes the stage's empty folder; the others wait, so none races it to the removal
         # (or sees a half-removed tree) and the main stage starts on every process from the same file-system state.
         if stage.is_world_process_zero() and os.path.isdir(heads_args.output_dir) \
@@ -155,6 +239,21 @@ def run(
             os.rmdir(heads_args.output_dir)
         stage.accelerator.wait_for_everyone()
         del stage
+        if training_args.freeze_policy == "auto" and heads_metrics:
+            policy, table = measure_freeze_policy(model, training_args, script_args, train_ds, eval_ds, heads_metrics,
+                                                  common)
+            logger.warning("freeze_policy 'auto' -> %s, measured on the eval set (%d steps per trial): %s", policy,
+                           script_args.auto_trial_steps, table)
+            if training_args.should_save:  # the main process
+                print(f"\n== freeze_policy auto: {policy} ==\n" + "\n".join(json.dumps(row) for row in table),
+                      flush=True)
+                os.makedirs(training_args.output_dir, exist_ok=True)
+                with open(os.path.join(training_args.output_dir, AUTO_POLICY_FILE), "w", encoding="utf-8") as handle:
+                    json.dump({"policy": policy, "trial_steps": script_args.auto_trial_steps,
+                               "seed": training_args.seed, "table": table}, handle, indent=2)
+            training_args.freeze_policy = policy
+            if policy == "heads" and not data_args.augment:  # the heads-only stage won: more of it, on cached features
+                training_args.feature_cache = script_args.heads_only_feature_cache
         if training_args.freeze_policy is None:
             # Stage 1 froze the backbone; an unset policy would silently keep it frozen for the fine-tuning stage.
             logger.warning("no freeze_policy for the main stage after the heads-only stage: fine-tuning everything ('full')")
@@ -168,16 +267,28 @@ def run(
     if trainer.state.global_step < trainer.state.max_steps:
         logger.warning("training stopped early at step %d of %d", trainer.state.global_step, trainer.state.max_steps)
         return {}
+    metrics: dict[str, float] = trainer.evaluate() if eval_ds is not None else {}
+    if heads_state is not None and metrics:
+        keep, reason, table = compare_stages(heads_metrics, metrics, specs, script_args.final_model)
+        if not keep:  # never worse than where fine-tuning started
+            trainer.accelerator.unwrap_model(trainer.model).load_state_dict(heads_state)
+            metrics = trainer.evaluate()
+        kept = "fine-tuned" if keep else "heads-only"
+        logger.info("final model: the %s stage (%s)", kept, reason)
+        if trainer.is_world_process_zero():
+            print(f"\n== final model: the {kept} stage ({reason}) ==", flush=True)
+            os.makedirs(training_args.output_dir, exist_ok=True)
+            with open(os.path.join(training_args.output_dir, STAGE_SELECTION_FILE), "w", encoding="utf-8") as handle:
+                json.dump({"kept": kept, "reason": reason, "rule": script_args.final_model, "table": table}, handle,
+                          indent=2)
     # With push_to_hub the stock save_model would push now, before the final evaluation: the push below carries it.
     trainer.save_model(_internal_call=training_args.push_to_hub)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
-    metrics: dict[str, float] = {}
     # a packaged backbone was loaded from a local folder: the card names its Hub id instead
     card: dict[str, Any] = {"datasets": data_args.dataset,
                             "base_model": model_args.backbone if model_args.backbone in PACKAGED_BACKBONES else None}
     if eval_ds is not None:
-        metrics = trainer.evaluate()
         trainer.save_metrics("eval", metrics)
         per_label = compute_metrics.last.per_label
         if trainer.is_world_process_zero():

@@ -29,6 +29,7 @@ AUTO_SIZE_UNIT = 10_000_000
 """``auto``: each multiple of this many backbone parameters multiplies the data needed for full fine-tuning."""
 
 _EVAL_HOOK = "_hf_mtl_frozen_eval_hook"
+_NORM_HOOK = "_hf_mtl_norm_stats_hook"
 
 
 @dataclass
@@ -181,3 +182,33 @@ def _hook_frozen(module: nn.Module, name: str, hooked: list[str]) -> None:
 def _to_eval(module: nn.Module, args) -> None:
     if module.training:
         module.eval()
+
+
+def has_estimated_statistics(module: nn.Module) -> bool:
+    """Whether a BatchNorm layer holds running statistics estimated from data (pretrained), not its fresh 0 / 1."""
+    mean, var = getattr(module, "running_mean", None), getattr(module, "running_var", None)
+    if mean is None or var is None:
+        return False
+    return bool(mean.ne(0).any() or var.ne(1).any())
+
+
+def freeze_norm_statistics(model: nn.Module, estimated_only: bool = False) -> list[str]:
+    """Keep every BatchNorm layer of the backbone in eval mode while training: it normalises with its pretrained
+    running statistics (which stop moving) while its scale and shift still train when trainable. ``estimated_only``:
+    only layers whose statistics were estimated from data (a pretrained backbone; a fresh layer keeps batch statistics).
+
+    Batch statistics of small fine-tuning batches are noisy and shift the features the heads were fitted on; Keras'
+    transfer-learning guide keeps BatchNorm in inference mode when fine-tuning for this reason, and timm offers
+    ``freeze_batch_norm_2d``. Returns the names of the hooked layers.
+    """
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    base = unwrap_multitask_model(model)
+    hooked = []
+    for name, module in base.backbone.named_modules():
+        if not isinstance(module, _BatchNorm) or _NORM_HOOK in module.__dict__:
+            continue
+        if not estimated_only or has_estimated_statistics(module):
+            module.__dict__[_NORM_HOOK] = module.register_forward_pre_hook(_to_eval)
+            hooked.append(f"backbone.{name}")
+    return hooked
