@@ -350,6 +350,7 @@ class TaskType:
         keys = [(f"loss_{spec.name}", f"the training loss of task {spec.name!r}")]
         keys += [(f"{spec.name}_{m}", f"{m.replace('_', ' ', 1) if m.startswith(('macro_', 'micro_')) else m} of task "
                   f"{spec.name!r}") for m in self.task_metric_names(spec)]
+        keys += [(f"{spec.name}_{m}", f"{m} (a trivial predictor) of task {spec.name!r}") for m in self.baseline_metric_names]
         if self.reports_per_label(spec):
             keys += [
                 (f"{spec.name}_{metric_key(label)}_{m}", f"{m} of label {label!r} of task {spec.name!r}")

@@ -115,7 +115,7 @@ def test_metric_keys_are_unique(case: BadInput, tmp_path: Path, request: pytest.
 
 def test_every_reported_metric_key_is_declared_by_its_task_type() -> None:
     """The config-time check sees exactly the keys compute_metrics reports, so uniqueness holds by construction."""
-    from hf_mtl.metrics import build_compute_metrics, reported_metric_keys
+    from hf_mtl.metrics import MAIN_SCORE, build_compute_metrics, reported_metric_keys
     from tests.tiny_models import MIXED_TASKS
 
     tasks = [*MIXED_TASKS, {"name": "size", "type": "regression", "labels": ["w", "h"]},
@@ -123,7 +123,7 @@ def test_every_reported_metric_key_is_declared_by_its_task_type() -> None:
     specs = tasks_config(*tasks).task_specs
     reported = reported_metric_keys(build_compute_metrics(specs), specs)
     declared = {key for s in specs for key, _ in s.task_type.metric_keys(s) if not key.startswith("loss_")}
-    assert reported == declared
+    assert reported == declared | {MAIN_SCORE}  # the one model-level key: the mean of the tasks' main metrics
 
 
 # ------------------------------------------------------------------------------------------ 3. 16-bit and float images
@@ -363,7 +363,8 @@ def test_label_smoothing_factor_smooths_classification_targets(tmp_path: Path) -
     y = labels["kind"]
     expected += F.cross_entropy(logits["kind"][y != -100], y[y != -100], label_smoothing=eps)
     y, z = labels["score"].reshape(-1), logits["score"].reshape(-1)
-    expected += F.mse_loss(z[y != -100], y[y != -100])
+    score = next(s for s in model.task_specs if s.name == "score")  # standardised with the training statistics
+    expected += F.mse_loss(z[y != -100], (y[y != -100] - score.target_mean[0]) / score.target_std[0])
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
     plain = MultiTaskTrainer(model=model, args=stock_args(Context(tmp=tmp_path)), train_dataset=synthetic_rows(8))
     with torch.no_grad():
