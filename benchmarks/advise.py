@@ -109,8 +109,9 @@ def kendall_tau(x: list[float], y: list[float], pairs: list[tuple[int, int]]) ->
 def run_dataset(kind: str, args: Any, workdir: Path) -> dict[str, Any]:
     from hf_mtl.advise.advisor import score_backbone
     from hf_mtl.data import encode_labels
+    from hf_mtl.scripts.advise import recipe_model_factory
     from hf_mtl.scripts.arguments import parse_recipe
-    from hf_mtl.scripts.recipe_data import load_recipe_datasets
+    from hf_mtl.scripts.recipe_data import input_column, load_recipe_datasets
     from hf_mtl.scripts.train import run
     from hf_mtl.tasks import TaskSpec
 
@@ -128,8 +129,10 @@ def run_dataset(kind: str, args: Any, workdir: Path) -> dict[str, Any]:
     for label, overrides in cands.items():
         started = time.perf_counter()
         cand_args = dataclasses.replace(model_args, **overrides)
-        per_task, _ = score_backbone(cand_args, data_args, train_raw, labels, specs, str(workdir / f"cache_{kind}"),
-                                     seed=args.seed)
+        per_task, _ = score_backbone(recipe_model_factory(cand_args), cand_args.backbone, cand_args.weights, train_raw,
+                                     labels, specs, str(workdir / f"cache_{kind}"),
+                                     input_column=input_column(data_args, train_raw),
+                                     label_columns=data_args.label_columns, seed=args.seed)
         advise_seconds[label] = time.perf_counter() - started
         logme[label] = per_task
         logger.info("%s %s: LogME %s (%.1f s)", kind, label, per_task, advise_seconds[label])

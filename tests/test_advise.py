@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from hf_mtl import TaskSpec
-from hf_mtl.advise import advise, data_report, parse_candidate, probe
+from hf_mtl.advise import advise, backbone_factory, data_report, parse_candidate, probe
 from hf_mtl.advise.data_report import gini
+from hf_mtl.scripts.advise import advise_recipe
 from tests.recipe_helpers import run_cli, tiny_recipe, write_image_dataset, write_recipe
 from tests.tiny_models import MIXED_TASKS
 
@@ -22,7 +23,7 @@ def data_file(tmp_path_factory):
 
 def test_advise_writes_the_report_folder(data_file, tmp_path):
     recipe = tiny_recipe(data_file, tmp_path / "out", feature_cache_dir=str(tmp_path / "cache"))
-    report = advise(recipe, ["test_efficientnet_gn@none", "test_efficientnet@none"], max_samples=48,
+    report = advise_recipe(recipe, ["test_efficientnet_gn@none", "test_efficientnet@none"], max_samples=48,
                     output_dir=tmp_path / "advice", affinity_steps=5, probe_steps=20)
     names = [t["name"] for t in MIXED_TASKS]
     assert report["num_samples"] == 48
@@ -44,9 +45,27 @@ def test_advise_writes_the_report_folder(data_file, tmp_path):
         assert (tmp_path / "advice" / png).stat().st_size > 1000 and f"]({png})" in markdown
     # the features went through the feature cache: one entry per candidate and one for the random-init control
     assert len(list((tmp_path / "cache").iterdir())) == 3
-    again = advise(recipe, ["test_efficientnet_gn@none", "test_efficientnet@none"], max_samples=48,
+    again = advise_recipe(recipe, ["test_efficientnet_gn@none", "test_efficientnet@none"], max_samples=48,
                    output_dir=tmp_path / "advice2", affinity_steps=5, probe_steps=20, plots=False)
     assert again["backbones"] == report["backbones"] and again["affinity"] == report["affinity"]
+
+
+def test_advise_on_a_dataset_with_backbone_names(data_file, tmp_path):
+    """The library call without a recipe: a dataset, task specs and backbone names built by the default factory."""
+    from datasets import load_dataset
+
+    train = load_dataset("json", data_files=str(data_file), split="train")
+    train = train.map(lambda row: {"image": str(data_file.parent / row["image"])})
+    report = advise(train, MIXED_TASKS, ["test_efficientnet@none"], output_dir=tmp_path / "advice",
+                    input_column="image", build_model=backbone_factory(MIXED_TASKS, image_size=32), max_samples=32,
+                    affinity_steps=3, probe_steps=10, plots=False)
+    assert report["num_samples"] == 32 and report["recipe"] is None
+    assert report["recommended_backbone"] == {"name": "test_efficientnet", "weights": "none",
+                                              "mean_logme": pytest.approx(report["backbones"]["test_efficientnet"]
+                                                                          ["mean_logme"], abs=1e-5)}
+    assert (tmp_path / "advice" / "feature_cache").is_dir() and (tmp_path / "advice" / "advice.md").is_file()
+    with pytest.raises(ValueError, match="input column 'pixels'"):
+        advise(train, MIXED_TASKS, ["test_efficientnet@none"], output_dir=tmp_path / "x", input_column="pixels")
 
 
 def test_cli_advise(data_file, tmp_path):

@@ -1,13 +1,12 @@
 """`advise`: the measurements behind "should I transfer, from which backbone, how much of it to retrain, and which
-tasks to learn together?", on the recipe's own data, written as a report folder."""
+tasks to learn together?", on the user's own data, written as a report folder."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from .probe import probe
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["advise", "parse_candidate", "score_backbone", "TRANSFER_HELPS_FROM"]
+__all__ = ["advise", "backbone_factory", "parse_candidate", "score_backbone", "ModelFactory", "TRANSFER_HELPS_FROM"]
 
 TRANSFER_HELPS_FROM = 0.05
 """Pretrained features 'help' when the probe's validation loss is at least this fraction below the random control's."""
@@ -35,23 +34,42 @@ def parse_candidate(text: str, default_weights: str = "pretrained") -> tuple[str
     return name, weights or default_weights
 
 
-def _features(model_args: Any, data_args: Any, raw: Any, specs: list[TaskSpec], cache_dir: str, batch_size: int,
-              seed: int):
+ModelFactory = Callable[[str, str], tuple[Any, Any]]
+"""``(backbone name, weights) -> (MultiTaskModel with the tasks' heads, its processor)``; weights is ``pretrained``,
+``none`` or what the factory understands (a file, a packaged name)."""
+
+
+def backbone_factory(tasks: Sequence[TaskSpec | Mapping[str, Any]], *, pooling: str = "auto",
+                     image_size: int | None = None) -> ModelFactory:
+    """The default factory: `MultiTaskModel.from_backbone` (weights ``pretrained``, ``none`` or a weights file) and
+    `build_processor`."""
+    from ..modeling_mtl import MultiTaskModel
+    from ..preprocessing import build_processor
+
+    def build(name: str, weights: str) -> tuple[Any, Any]:
+        loaded = {"pretrained": True, "none": False}.get(weights, weights)
+        model = MultiTaskModel.from_backbone(name, tasks, weights=loaded, pooling=pooling)
+        return model, build_processor(model, image_size=image_size)
+
+    return build
+
+
+def _features(build: ModelFactory, name: str, weights: str, raw: Any, specs: list[TaskSpec], input_column: str,
+              label_columns: Mapping[str, str], cache_dir: str, batch_size: int, seed: int,
+              allow_empty_text: bool = False):
     """Pooled features of the frozen backbone over ``raw`` (through the feature cache) and its size. Seeded, so a
     randomly initialised backbone is the same one on every run and its cached features are found again."""
     from ..data import MultiTaskDataCollator
-    from ..scripts.models import build_model, build_model_processor
-    from ..scripts.recipe_data import input_column, with_preprocessing
+    from ..preprocessing import dataset_transform
     from ..transfer.blocks import backbone_blocks
     from ..transfer.feature_cache import FEATURES_COLUMN, cache_features
 
     torch.manual_seed(seed)
-    model = build_model(model_args)
+    model, processor = build(name, weights)
     model.backbone.requires_grad_(False)
-    processor = build_model_processor(model, model_args)
-    dataset = with_preprocessing(raw, processor, input_column(data_args, raw), train=False,
-                                 allow_empty_text=data_args.allow_empty_text)
-    collator = MultiTaskDataCollator(specs, tokenizer=processor, label_columns=data_args.label_columns or {})
+    dataset = raw.with_transform(dataset_transform(processor, input_column, train=False,
+                                                   allow_empty_text=allow_empty_text))
+    collator = MultiTaskDataCollator(specs, tokenizer=processor, label_columns=dict(label_columns))
     cached = cache_features(model, dataset, collator, batch_size=batch_size, cache_dir=cache_dir)
     features = torch.stack(list(cached[FEATURES_COLUMN])) if not isinstance(cached[FEATURES_COLUMN], torch.Tensor) \
         else cached[FEATURES_COLUMN]
@@ -64,11 +82,14 @@ def _logme_per_task(features: torch.Tensor, labels: dict[str, torch.Tensor], spe
     return {spec.name: round(logme(features, labels[spec.name], spec), 6) for spec in specs}
 
 
-def score_backbone(model_args: Any, data_args: Any, raw: Any, labels: dict[str, torch.Tensor], specs: list[TaskSpec],
-                   cache_dir: str, batch_size: int = 64, seed: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
-    """LogME per task of one candidate (the recipe's model arguments: backbone, weights, image size, pooling) on the
-    rows ``raw`` with encoded ``labels``; one pass of the frozen backbone through the feature cache."""
-    features, info = _features(model_args, data_args, raw, specs, cache_dir, batch_size, seed)
+def score_backbone(build: ModelFactory, name: str, weights: str, raw: Any, labels: dict[str, torch.Tensor],
+                   specs: list[TaskSpec], cache_dir: str, *, input_column: str,
+                   label_columns: Mapping[str, str] | None = None, batch_size: int = 64, seed: int = 0,
+                   allow_empty_text: bool = False) -> tuple[dict[str, float], dict[str, Any]]:
+    """LogME per task of one candidate (``build(name, weights)``) on the rows ``raw`` with encoded ``labels``; one
+    pass of the frozen backbone through the feature cache."""
+    features, info = _features(build, name, weights, raw, specs, input_column, label_columns or {}, cache_dir,
+                               batch_size, seed, allow_empty_text)
     return _logme_per_task(features, labels, specs), info
 
 
@@ -95,55 +116,73 @@ def _freeze_verdict(pretrained: dict, random: dict, num_samples: int, specs: lis
 
 
 def advise(
-    recipe: str | os.PathLike | dict[str, Any],
-    backbones: Sequence[str] | None = None,
+    train_dataset: Any,
+    tasks: Sequence[TaskSpec | Mapping[str, Any]],
+    backbones: Sequence[str],
     *,
+    output_dir: str | os.PathLike,
+    input_column: str,
+    label_columns: Mapping[str, str] | None = None,
+    build_model: ModelFactory | None = None,
     max_samples: int | None = 2000,
-    output_dir: str | os.PathLike | None = None,
-    overrides: list[str] | dict[str, Any] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    allow_empty_text: bool = False,
     affinity_steps: int = 100,
     probe_steps: int = 300,
     batch_size: int = 64,
     seed: int = 0,
     plots: bool = True,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Measure transferability (LogME per backbone and task), a heads-only probe against a random-init control, the
-    label statistics and task affinity on the recipe's training data; write ``advice.md``, ``advice.json`` and
-    plots to ``output_dir``; return the advice as a dict.
+    label statistics and task affinity on ``train_dataset``; write ``advice.md``, ``advice.json`` and plots to
+    ``output_dir``; return the advice as a dict. (`hf-mtl advise <recipe>` resolves a recipe into these arguments.)
 
     Args:
-        recipe: a training recipe (YAML path or dict): its data, tasks, backbone and weights.
-        backbones: candidates as ``name`` or ``name@weights`` (default: the recipe's backbone and weights).
+        train_dataset: a `datasets.Dataset` with the input column and one label column per task.
+        tasks: task specs (dicts or [`TaskSpec`]).
+        backbones: candidates as ``name`` or ``name@weights`` (weights: ``pretrained``, ``none`` or what
+            ``build_model`` understands).
+        output_dir: report folder.
+        input_column: the image or text column.
+        label_columns: task name -> column when they differ.
+        build_model: ``(name, weights) -> (model, processor)``; default [`backbone_factory`]
+            (`MultiTaskModel.from_backbone`).
         max_samples: training rows used (the first ones; None: all).
-        output_dir: report folder (default: ``<recipe output_dir>/advice``).
+        cache_dir: feature cache folder (default: ``<output_dir>/feature_cache``).
+        source: what the data came from (a recipe path), named in the report.
     """
     from tqdm.auto import tqdm
 
     from ..data import encode_labels
-    from ..scripts.arguments import parse_recipe
-    from ..scripts.recipe_data import check_labels, load_recipe_datasets
     from .report import write_report
 
+    if not backbones:
+        raise ValueError("advise: give at least one backbone candidate")
     started = time.perf_counter()
-    model_args, data_args, _, training_args = parse_recipe(recipe, overrides)
-    if max_samples is not None:
-        data_args.max_train_samples = int(max_samples)
-    specs = [TaskSpec.from_dict(t) for t in model_args.tasks]
-    output_dir = os.fspath(output_dir or os.path.join(training_args.output_dir, "advice"))
-    cache_dir = training_args.feature_cache_dir or os.path.join(output_dir, "feature_cache")
-    candidates = [parse_candidate(c) for c in backbones] if backbones else [(model_args.backbone, model_args.weights)]
-    train_raw, _ = load_recipe_datasets(data_args, seed=seed)
+    specs = [TaskSpec.from_dict(dict(t) if isinstance(t, Mapping) else t) for t in tasks]
+    label_columns = dict(label_columns or {})
+    build = build_model or backbone_factory(specs)
+    output_dir = os.fspath(output_dir)
+    cache_dir = os.fspath(cache_dir or os.path.join(output_dir, "feature_cache"))
+    candidates = [parse_candidate(c) for c in backbones]
+    train_raw = train_dataset
     if max_samples is not None and len(train_raw) > max_samples:
         train_raw = train_raw.select(range(max_samples))
-    check_labels(train_raw, specs, data_args, "train")
-    rows = train_raw.select_columns([c for c in train_raw.column_names
-                                     if c in {(data_args.label_columns or {}).get(s.name, s.name) for s in specs}])
-    labels = encode_labels(specs, rows.to_list(), data_args.label_columns or {},
-                           features=getattr(train_raw, "features", None))
+    missing = [label_columns.get(s.name, s.name) for s in specs
+               if label_columns.get(s.name, s.name) not in train_raw.column_names]
+    if missing:
+        raise ValueError(f"advise: label column(s) {missing} not in the training data ({train_raw.column_names})")
+    if input_column not in train_raw.column_names:
+        raise ValueError(f"advise: input column {input_column!r} not in the training data ({train_raw.column_names})")
+    rows = train_raw.select_columns([label_columns.get(s.name, s.name) for s in specs])
+    labels = encode_labels(specs, rows.to_list(), label_columns, features=getattr(train_raw, "features", None))
+    feature_args = {"input_column": input_column, "label_columns": label_columns, "cache_dir": cache_dir,
+                    "batch_size": batch_size, "seed": seed, "allow_empty_text": allow_empty_text}
     timings: dict[str, float] = {}
     stages = len(candidates) + 3  # candidates, random control, probes, affinity
     bar = tqdm(total=stages, desc="advise", unit="stage")
-    report: dict[str, Any] = {"recipe": os.fspath(recipe) if not isinstance(recipe, dict) else None,
+    report: dict[str, Any] = {"recipe": source,
                               "num_samples": len(train_raw), "tasks": [s.to_dict() for s in specs]}
     report["data"] = data_report(specs, labels)
     features: dict[str, torch.Tensor] = {}
@@ -153,8 +192,7 @@ def advise(
         key = name if weights == "pretrained" or len(candidates) == 1 else f"{name}@{weights}"
         bar.set_postfix_str(f"features: {key}")
         t0 = time.perf_counter()
-        args = dataclasses.replace(model_args, backbone=name, weights=weights, model_name_or_path=None)
-        features[key], infos[key] = _features(args, data_args, train_raw, specs, cache_dir, batch_size, seed)
+        features[key], infos[key] = _features(build, name, weights, train_raw, specs, **feature_args)
         t1 = time.perf_counter()
         scores[key] = _logme_per_task(features[key], labels, specs)
         timings[f"features {key}"], timings[f"logme {key}"] = t1 - t0, time.perf_counter() - t1
@@ -167,8 +205,7 @@ def advise(
     report["recommended_backbone"] = {"name": best_name, "weights": best_weights, "mean_logme": mean_scores[best]}
     bar.set_postfix_str("features: random-init control")
     t0 = time.perf_counter()
-    args = dataclasses.replace(model_args, backbone=best_name, weights="none", model_name_or_path=None)
-    control, _ = _features(args, data_args, train_raw, specs, cache_dir, batch_size, seed)
+    control, _ = _features(build, best_name, "none", train_raw, specs, **feature_args)
     report["random_init_control"] = {"backbone": best_name, "logme": _logme_per_task(control, labels, specs)}
     timings["features random-init"] = time.perf_counter() - t0
     bar.update(1)
