@@ -33,8 +33,9 @@ def _is_type_checking(node: ast.If) -> bool:
     return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
 
 
-def _imports(path: Path) -> set[str]:
-    """Package modules that ``path`` imports anywhere (module level or inside functions; not under TYPE_CHECKING)."""
+def _imports(path: Path, source: str | None = None) -> set[str]:
+    """Package modules that ``path`` (or ``source`` as if it were that file) imports anywhere (module level or inside
+    functions; not under TYPE_CHECKING)."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -60,7 +61,7 @@ def _imports(path: Path) -> set[str]:
         for child in ast.iter_child_nodes(node):
             visit(child)
 
-    visit(ast.parse(path.read_text(), filename=str(path)))
+    visit(ast.parse(path.read_text() if source is None else source, filename=str(path)))
     found.discard(name)
     return found
 
@@ -76,6 +77,60 @@ def test_core_imports_no_upper_layer():
             if upper:
                 problems.append(f"{name} imports {upper}")
     assert problems == []
+
+
+# The layer table of /work/shared/DESIGN.md, by the first name under hf_mtl (a module or a subpackage); an arrow only
+# points down. Layers not listed here are checked only by the core rule above.
+LAYERS = {
+    "core": CORE,
+    "data": {"data", "preprocessing"},
+    "evaluation": {"metrics", "modelcard", "chart"},
+    "training": set(TRAINING),
+    "advice": {"advise"},
+}
+MAY_IMPORT = {"advice": {"core", "data", "evaluation", "training"}}
+IMPORTED_ONLY_BY = {"advice": {"scripts", "cli"}}
+
+
+def _layer(module: str) -> str | None:
+    top = module.removeprefix("hf_mtl.").split(".")[0]
+    return next((layer for layer, tops in LAYERS.items() if top in tops), None)
+
+
+def _layer_problems(graph: dict[str, set[str]]) -> list[str]:
+    problems = []
+    for name, imported in graph.items():
+        layer = _layer(name)
+        if layer in MAY_IMPORT:
+            # an unlisted module (scripts, cli, hub, the lazy package root) counts as a layer it may not import
+            bad = sorted(m for m in imported if _layer(m) != layer and _layer(m) not in MAY_IMPORT[layer])
+            if bad:
+                problems.append(f"{name} ({layer}) imports {bad}")
+        top = name.removeprefix("hf_mtl.").split(".")[0]
+        for target, allowed in IMPORTED_ONLY_BY.items():
+            if layer != target and top not in allowed:
+                bad = sorted(m for m in imported if _layer(m) == target)
+                if bad:
+                    problems.append(f"{name} imports {bad} (only {sorted(allowed)} may import the {target} layer)")
+    return problems
+
+
+def test_layers_import_only_what_the_table_allows():
+    assert _layer_problems(GRAPH) == []
+
+
+def test_the_layer_check_catches_advice_importing_scripts():
+    """The import issue 19 landed with (advice reaching into the recipe handling, inside a function) is caught, and
+    so is a lower layer importing advice."""
+    path = MODULES["hf_mtl.advise.advisor"]
+    old = "def advise(recipe):\n    from ..scripts.arguments import parse_recipe\n    return parse_recipe(recipe)\n"
+    graph = {**GRAPH, "hf_mtl.advise.advisor": _imports(path, old)}
+    assert _layer_problems(graph) == ["hf_mtl.advise.advisor (advice) imports ['hf_mtl.scripts.arguments']"]
+    trainer = MODULES["hf_mtl.trainer"]
+    graph = {**GRAPH, "hf_mtl.trainer": _imports(trainer, "from .advise import logme\n")}
+    assert _layer_problems(graph) == [
+        "hf_mtl.trainer imports ['hf_mtl.advise.logme'] (only ['cli', 'scripts'] may import the advice layer)"
+    ]
 
 
 CYCLES_BEING_SPLIT: list[list[str]] = []
