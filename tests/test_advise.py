@@ -43,8 +43,10 @@ def test_advise_writes_the_report_folder(data_file, tmp_path):
     assert "**Backbone: `" in markdown and "**Freeze policy: `" in markdown and "**Task grouping" in markdown
     for png in ("logme.png", "probe.png", "affinity.png"):
         assert (tmp_path / "advice" / png).stat().st_size > 1000 and f"]({png})" in markdown
-    # the features went through the feature cache: one entry per candidate and one for the random-init control
-    assert len(list((tmp_path / "cache").iterdir())) == 3
+    # the features went through the feature cache, one entry per candidate; the random-init control of a candidate
+    # that is already random-init (seeded: the same weights) is that candidate's entry, found again
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+    assert report["random_init_control"]["logme"] == report["backbones"][best]["logme"]
     again = advise_recipe(recipe, ["test_efficientnet_gn@none", "test_efficientnet@none"], max_samples=48,
                    output_dir=tmp_path / "advice2", affinity_steps=5, probe_steps=20, plots=False)
     assert again["backbones"] == report["backbones"] and again["affinity"] == report["affinity"]
