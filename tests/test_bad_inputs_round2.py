@@ -17,17 +17,8 @@ from PIL import Image
 from hf_mtl import MultiTaskConfig, TaskSpec, validate_labels
 from hf_mtl.data import encode_labels
 from hf_mtl.scripts.arguments import RecipeError
-from tests.test_bad_inputs import BadInput, Context
+from tests.test_bad_inputs import BadInput, Context, run_case
 from tests.tiny_models import MIXED_TASKS, TIMM_BACKBONE
-
-
-def run_case(case: BadInput, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    ctx = Context(tmp=tmp_path, hub=request.getfixturevalue("local_hub") if case.needs_hub else None)
-    with pytest.raises(case.exc_type) as info:
-        case.trigger(ctx)
-    message = str(info.value)
-    missing = [text for text in case.must_mention if text not in message]
-    assert not missing, f"{case.id}: the error does not mention {missing}: {type(info.value).__name__}: {message}"
 
 
 def stars(**overrides: Any) -> TaskSpec:
