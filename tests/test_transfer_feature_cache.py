@@ -62,8 +62,11 @@ def test_cache_hit_and_invalidation(tmp_path):
     set_trainable_blocks(model, 0)
     data = synthetic_dataset(10)
     counter = ForwardCounter(model)
+    rng = torch.get_rng_state()
     first = cache_features(model, data, cache_dir=tmp_path, batch_size=4)
     assert counter.calls == 3 + 0  # three batches, the augmentation check runs no backbone
+    # computing the cache draws nothing from the global RNG: a run that finds it trains like one that computed it
+    assert torch.equal(torch.get_rng_state(), rng)
     again = cache_features(model, data, cache_dir=tmp_path, batch_size=4)
     assert counter.calls == 3, "a second call with the same backbone and preprocessing reads the cache"
     torch.testing.assert_close(_features(again), _features(first), rtol=0, atol=0)

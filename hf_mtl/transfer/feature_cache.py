@@ -153,7 +153,11 @@ def compute_features(
     was_training = backbone.training
     backbone.eval()
     device = next(backbone.parameters()).device
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator, num_workers=num_workers)
+    # Its own generator: a DataLoader iterator draws a base seed from the global RNG even unshuffled, so computing the
+    # cache would shift every later random draw, and a run that finds the cache would train differently from one
+    # that computed it.
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator, num_workers=num_workers,
+                        generator=torch.Generator())
     chunks = []
     try:
         for batch in progress(loader, desc="caching backbone features", disable=len(loader) < 2):
