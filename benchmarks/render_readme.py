@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SUMMARY_START, SUMMARY_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 ORDER = ("overhead", "feature_cache", "multitask_cost", "predict", "claim_missing_labels", "claim_data_size",
-         "claim_multitask", "claim_multitask_fresh_heads", "advise", "finetune_recipe", "text_baseline", "gpu")
+         "claim_multitask", "claim_multitask_fresh_heads", "advise", "finetune_recipe", "text_baseline", "onnx_export", "gpu")
 
 
 def _ratio(stats: dict) -> str:
@@ -37,7 +37,8 @@ def _targets(report: dict) -> list[str]:
     lines = []
     for t in report["targets"]:
         verdict = "**met**" if t["met"] else f"**missed** by {100 * t['missed_by_relative']:.1f}%"
-        lines.append(f"- target `{t['name']}`: {t['value']:.3f} {t['comparison']} {t['threshold']:g} → {verdict} "
+        value = f"{t['value']:.3f}" if t["value"] == 0 or abs(t["value"]) >= 0.01 else f"{t['value']:.1e}"
+        lines.append(f"- target `{t['name']}`: {value} {t['comparison']} {t['threshold']:g} → {verdict} "
                      f"({t['description']})")
     return lines
 
@@ -242,11 +243,23 @@ def advise(r: dict) -> list[str]:
     return lines
 
 
+def onnx_export(r: dict) -> list[str]:
+    lines = ["| backbone | outputs | exporter (opset) | max abs diff vs PyTorch | ONNX MB | export s | "
+             "onnxruntime / PyTorch batch time, median [min–max] |", "|---|---|---|---:|---:|---:|---|"]
+    for res in r["results"].values():
+        ratio = res["batch_seconds_vs_pytorch"]["variants"]["onnxruntime"]["ratio_to_baseline"]
+        lines.append(f"| {res['backbone']} | {', '.join(res['outputs'])} | {res['exporter']} ({res['opset']}) | "
+                     f"{res['max_abs_diff']:.1e} | {res['onnx_megabytes']:.1f} | {res['export_seconds']:.0f} | "
+                     f"{_ratio(ratio)} (batch {res['batch_size']}) |")
+    return lines
+
+
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "overhead": overhead, "feature_cache": feature_cache, "multitask_cost": multitask_cost, "predict": predict,
     "claim_missing_labels": claim_missing_labels, "claim_data_size": claim_data_size,
     "claim_multitask": claim_multitask, "claim_multitask_fresh_heads": claim_multitask, "advise": advise,
-    "finetune_recipe": finetune_recipe, "text_baseline": text_baseline, "gpu": gpu,
+    "finetune_recipe": finetune_recipe, "text_baseline": text_baseline, "onnx_export": onnx_export,
+    "gpu": gpu,
 }
 TITLES = {
     "overhead": "1. Overhead: MultiTaskTrainer vs raw PyTorch loop vs plain Trainer",
@@ -261,6 +274,7 @@ TITLES = {
     "advise": "5e. `hf-mtl advise`: LogME ranking of backbones vs their fine-tuned ranking",
     "finetune_recipe": "5f. Fine-tuning recipe: BatchNorm statistics, layer decay, from the same heads-only stage",
     "text_baseline": "5g. Text baseline: TF-IDF + logistic regression on the WordNet tasks",
+    "onnx_export": "5h. ONNX export: onnxruntime vs PyTorch (logits and batch time)",
     "gpu": "6. GPU throughput and FLOP utilisation",
 }
 
@@ -345,6 +359,11 @@ def headline(name: str, r: dict) -> str:
             f"{kind}: Kendall tau {'n/a' if res['kendall_tau_separated_pairs'] is None else format(res['kendall_tau_separated_pairs'], '.2f')} "
             f"(separated pairs), {res['kendall_tau_all_pairs']:.2f} (all); advise = {100 * res['advise_time_share']:.1f}% "
             "of the fine-tuning time" for kind, res in res.items())
+    if name == "onnx_export":
+        speed = {kind: x["batch_seconds_vs_pytorch"]["variants"]["onnxruntime"]["ratio_to_baseline"]["median"]
+                 for kind, x in res.items()}
+        return "; ".join(f"{kind}: max abs diff {x['max_abs_diff']:.1e} ({_met(r, f'{kind}_max_abs_diff')}), "
+                         f"onnxruntime batch time {speed[kind]:.2f}x PyTorch" for kind, x in res.items())
     return ""
 
 
