@@ -19,7 +19,7 @@ from transformers.trainer_utils import has_length
 
 from .data import MultiTaskDataCollator
 from .losses import count_present_labels, multitask_loss
-from .training_args import MultiTaskTrainingArguments
+from .training_args import MultiTaskTrainingArguments, lower_is_better
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,13 @@ class MultiTaskTrainer(Trainer):
                 tokenizer=kwargs.get("processing_class"),
                 features=getattr(kwargs.get("train_dataset"), "features", None),  # ClassLabel ids → names
             )
+        from .metrics import ComputeMetrics
+
+        if args.batch_eval_metrics and isinstance(kwargs.get("compute_metrics"), ComputeMetrics):  # before the stock
+            raise ValueError(  # check, which asks the user to change a compute_metrics they did not write
+                "batch_eval_metrics=True: hf_mtl's metrics (ROC AUC, QWK, threshold tuning) need every prediction of "
+                "the evaluation set at once; leave it False (or pass your own compute_metrics)"
+            )
         if args.ddp_find_unused_parameters is None and _every_trainable_parameter_used(model, args):
             args.ddp_find_unused_parameters = False  # DDP's search for unused parameters would find none, and warn
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
@@ -83,6 +90,7 @@ class MultiTaskTrainer(Trainer):
         use_line_progress(self)  # whole periodic lines instead of a tqdm bar when the output is a file
         self._task_loss_sums: dict[str, torch.Tensor] = {}
         self._task_counts: dict[str, torch.Tensor] = {}
+        self._check_stock_fields()
         self._cap_text_length()
         self._validate_datasets()
         self._standardize_targets()
@@ -165,6 +173,71 @@ class MultiTaskTrainer(Trainer):
             self.optimizer_cls_and_kwargs = saved
 
     # -- labels and task balancing (hf_mtl.data, hf_mtl.balancing) ---------------------------------------------------
+    def _check_stock_fields(self) -> None:
+        """The stock fields whose meaning depends on the model or the metrics (marked (trainer) in
+        ``hf_mtl.training_args.STOCK_FIELD_DECISIONS``): refused where they would be ignored or wrong, applied where
+        they mean something."""
+        import datasets
+
+        from .metrics import ComputeMetrics
+        from .preprocessing import input_kind
+
+        args = self.args
+        hf_metrics = isinstance(self.compute_metrics, ComputeMetrics)
+        if hf_metrics and not args.eval_do_concat_batches:
+            raise ValueError(
+                "eval_do_concat_batches=False hands compute_metrics a list of per-batch dicts, and hf_mtl's metrics "
+                "would score the first batch only; leave it True (or pass your own compute_metrics)"
+            )
+        if hf_metrics and args.include_for_metrics:
+            raise ValueError(
+                f"include_for_metrics={args.include_for_metrics!r}: hf_mtl's compute_metrics reads predictions and "
+                "labels only, so the inputs / losses would be gathered for nothing; leave it empty (or pass your own "
+                "compute_metrics)"
+            )
+        name = args.metric_for_best_model
+        if args.prediction_loss_only and name and name.removeprefix("eval_") != "loss":
+            raise ValueError(
+                f"prediction_loss_only=True: evaluation reports only eval_loss, so metric_for_best_model={name!r} "
+                "would fail at the first evaluation; leave prediction_loss_only False or select by 'eval_loss'"
+            )
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # PEFT
+        kind = input_kind(getattr(model, "main_input_name", None)) if model is not None else None
+        if kind not in (None, "text") and args.include_num_input_tokens_seen not in ("no", False, None):
+            raise ValueError(
+                f"include_num_input_tokens_seen={args.include_num_input_tokens_seen!r}: this is an {kind} model, and "
+                f"only a text model's input_ids are tokens (it would count every element of {model.main_input_name} "
+                "as one); leave it 'no'"
+            )
+        train = self.train_dataset
+        has_lengths = isinstance(train, datasets.Dataset) and args.length_column_name in train.column_names
+        if kind not in (None, "text") and args.train_sampling_strategy in ("group_by_length", "batch_rebalance") \
+                and not has_lengths:
+            raise ValueError(
+                f"train_sampling_strategy={args.train_sampling_strategy!r}: this is an {kind} model and the training "
+                f"set has no {args.length_column_name!r} column (length_column_name), so every row's length would be "
+                f"the size of its {model.main_input_name}'s first dimension; use 'random', or add the length column"
+            )
+        self._neftune_alpha = self.neftune_noise_alpha
+        self.neftune_noise_alpha = None  # the stock activation asks the MultiTaskModel for embeddings it does not have
+        if self._neftune_alpha is not None and self._token_embeddings() is None:
+            raise ValueError(
+                f"neftune_noise_alpha={self._neftune_alpha}: NEFTune adds noise to token embeddings, and this "
+                f"{kind or 'model'}'s backbone has none; leave it unset"
+            )
+
+    def _token_embeddings(self) -> nn.Module | None:
+        """The input (token) embeddings of a transformers text backbone, else None."""
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        backbone = getattr(getattr(model, "backbone", None), "model", None)
+        if backbone is None or not hasattr(backbone, "get_input_embeddings"):
+            return None
+        try:
+            embeddings = backbone.get_input_embeddings()
+        except NotImplementedError:
+            return None
+        return embeddings if isinstance(embeddings, nn.Embedding) else None
+
     def _cap_text_length(self) -> None:
         """Every tokenizer this run uses (processing_class, the collator's, a ``dataset_transform``'s) truncates at the
         backbone's position limit, even when saved without ``model_max_length`` (preprocessing.cap_text_length)."""
@@ -234,11 +307,6 @@ class MultiTaskTrainer(Trainer):
 
         from .metrics import ComputeMetrics, build_compute_metrics, reported_metric_keys
 
-        if isinstance(self.compute_metrics, ComputeMetrics) and not self.args.eval_do_concat_batches:
-            raise ValueError(
-                "eval_do_concat_batches=False hands compute_metrics a list of per-batch dicts, and hf_mtl's metrics "
-                "would score the first batch only; leave it True (or pass your own compute_metrics)"
-            )
         name = self.args.metric_for_best_model
         if not name or not isinstance(self.compute_metrics, ComputeMetrics) or not self.task_specs:
             return
@@ -250,6 +318,12 @@ class MultiTaskTrainer(Trainer):
         keys = keys_of(reported_metric_keys(self.compute_metrics, self.task_specs))
         key = name.removeprefix("eval_")
         if key in keys:
+            if self.args.greater_is_better is not None and self.args.greater_is_better == lower_is_better(key):
+                raise ValueError(
+                    f"greater_is_better={self.args.greater_is_better} with metric_for_best_model={name!r}, for which "
+                    f"{'lower' if lower_is_better(key) else 'higher'} is better: the best checkpoint would be the "
+                    "worst; leave greater_is_better unset (hf_mtl takes it from the metric)"
+                )
             return
         per_task = keys_of(reported_metric_keys(build_compute_metrics(self.task_specs, per_label=False), self.task_specs))
         close = difflib.get_close_matches(key, per_task, n=2, cutoff=0.5)
@@ -330,7 +404,19 @@ class MultiTaskTrainer(Trainer):
         if self.args.should_save:
             for folder in staging_folders(self.args.output_dir):
                 remove_staging(folder)
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+        neftune = None
+        if getattr(self, "_neftune_alpha", None) is not None:  # NEFTune on the backbone's token embeddings
+            from transformers.integrations.neftune import neftune_post_forward_hook
+
+            embeddings = self._token_embeddings()
+            embeddings.neftune_noise_alpha = self._neftune_alpha
+            neftune = embeddings.register_forward_hook(neftune_post_forward_hook)
+        try:
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+        finally:
+            if neftune is not None:
+                neftune.remove()
+                del embeddings.neftune_noise_alpha
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         """The stock checkpoint, made atomic: every process writes into ``_tmp-checkpoint-N`` and, once all have, the

@@ -307,6 +307,19 @@ def trainer_with_metrics(ctx: Context, **overrides: Any) -> Any:
                             eval_dataset=synthetic_rows(4), compute_metrics=build_compute_metrics(model))
 
 
+def image_trainer(ctx: Context, **overrides: Any) -> Any:
+    from hf_mtl import MultiTaskTrainer
+    from tests.tiny_models import synthetic_rows, timm_model
+
+    return MultiTaskTrainer(model=timm_model(), args=stock_args(ctx, **overrides), train_dataset=synthetic_rows(4))
+
+
+def tensor_parallel() -> Any:
+    from accelerate.parallelism_config import ParallelismConfig
+
+    return ParallelismConfig(tp_size=2)
+
+
 STOCK_FIELDS = [
     BadInput("stock-label-names", "training", lambda c: stock_args(c, label_names=["tags"]), ValueError,
              ("label_names=['tags']", "`labels`", "label_columns")),
@@ -320,6 +333,45 @@ STOCK_FIELDS = [
     BadInput("stock-eval-do-concat-batches", "training",
              lambda c: trainer_with_metrics(c, eval_do_concat_batches=False), ValueError,
              ("eval_do_concat_batches=False", "first batch")),
+    BadInput("stock-activation-checkpointing", "training", lambda c: stock_args(c, activation_checkpointing=True),
+             ValueError, ("activation_checkpointing=True", "does not support")),
+    BadInput("stock-gradient-checkpointing", "training", lambda c: stock_args(c, gradient_checkpointing=True),
+             ValueError, ("gradient_checkpointing=True", "does not support")),
+    BadInput("stock-activation-checkpointing-kwargs", "training",
+             lambda c: stock_args(c, activation_checkpointing_kwargs={"use_reentrant": False}), ValueError,
+             ("activation_checkpointing_kwargs={'use_reentrant': False}", "leave it unset")),
+    BadInput("stock-gradient-checkpointing-kwargs", "training",
+             lambda c: stock_args(c, gradient_checkpointing_kwargs={"use_reentrant": False}), ValueError,
+             ("gradient_checkpointing_kwargs", "leave it unset")),
+    BadInput("stock-use-liger-kernel", "training", lambda c: stock_args(c, use_liger_kernel=True), ValueError,
+             ("use_liger_kernel=True", "'multitask'", "nothing would be patched")),
+    BadInput("stock-liger-kernel-config", "training", lambda c: stock_args(c, liger_kernel_config={"rope": True}),
+             ValueError, ("liger_kernel_config={'rope': True}", "nothing would be patched")),
+    BadInput("stock-use-cache", "training", lambda c: stock_args(c, use_cache=True), ValueError,
+             ("use_cache=True", "generates nothing")),
+    BadInput("stock-eval-use-gather-object", "training", lambda c: stock_args(c, eval_use_gather_object=True),
+             ValueError, ("eval_use_gather_object=True", "per task")),
+    BadInput("stock-parallelism-config", "training", lambda c: stock_args(c, parallelism_config=tensor_parallel()),
+             ValueError, ("parallelism_config", "'tp_size': 2", "data parallelism")),
+    BadInput("stock-include-for-metrics", "training",
+             lambda c: trainer_with_metrics(c, include_for_metrics=["inputs"]), ValueError,
+             ("include_for_metrics=['inputs']", "predictions and labels only")),
+    BadInput("stock-batch-eval-metrics", "training", lambda c: trainer_with_metrics(c, batch_eval_metrics=True),
+             ValueError, ("batch_eval_metrics=True", "every prediction")),
+    BadInput("stock-prediction-loss-only", "training",
+             lambda c: trainer_with_metrics(c, prediction_loss_only=True, metric_for_best_model="eval_main_score"),
+             ValueError, ("prediction_loss_only=True", "'eval_main_score'", "only eval_loss")),
+    BadInput("stock-greater-is-better", "training",
+             lambda c: trainer_with_metrics(c, metric_for_best_model="eval_score_mae", greater_is_better=True),
+             ValueError, ("greater_is_better=True", "'eval_score_mae'", "lower is better")),
+    BadInput("stock-include-num-input-tokens-seen", "training",
+             lambda c: image_trainer(c, include_num_input_tokens_seen="all"), ValueError,
+             ("include_num_input_tokens_seen='all'", "image model", "pixel_values")),
+    BadInput("stock-train-sampling-strategy", "training",
+             lambda c: image_trainer(c, train_sampling_strategy="group_by_length"), ValueError,
+             ("train_sampling_strategy='group_by_length'", "image model", "'length'")),
+    BadInput("stock-neftune-noise-alpha", "training", lambda c: image_trainer(c, neftune_noise_alpha=5.0),
+             ValueError, ("neftune_noise_alpha=5.0", "token embeddings")),
 ]
 
 
