@@ -36,11 +36,6 @@ def _every_trainable_parameter_used(model: Any, args: MultiTaskTrainingArguments
     return config.backbone_library == "timm" or (args.freeze_policy == "heads" and args.unfreeze_every is None)
 
 
-STREAM_CHECK_ROWS = 1000
-"""Rows of an ``IterableDataset`` or torch ``Dataset`` whose labels are checked before step 1 (a ``datasets.Dataset``
-or a list is checked in full: only its label columns are read)."""
-
-
 class MultiTaskTrainer(Trainer):
     """Train a [`MultiTaskModel`] on batches whose `labels` are a dict task → tensor with missing labels as -100.
 
@@ -257,7 +252,7 @@ class MultiTaskTrainer(Trainer):
         ``dataset_transform`` dataset, so a bad row fails now (naming dataset, task, column and row), not at hour 3."""
         import datasets
 
-        from .data import validate_inputs, validate_labels
+        from .data import is_map_style, validate_inputs, validate_labels
 
         dataset, collator = self.train_dataset, self.data_collator
         if not self.args.validate_labels:
@@ -273,12 +268,12 @@ class MultiTaskTrainer(Trainer):
         for name, part in named:
             if part is None:
                 continue
-            # a stream or a torch Dataset: its first STREAM_CHECK_ROWS rows (reading them may decode inputs)
-            max_rows = None if isinstance(part, (datasets.Dataset, list)) else STREAM_CHECK_ROWS
+            # every row of a map-style dataset; a stream's first `validate_stream_rows` (the rest: at their batch)
+            max_rows = None if is_map_style(part) else self.args.validate_stream_rows
             try:
                 validate_labels(part, collator.tasks, collator.label_columns, collator.known_label_columns,
                                 max_rows=max_rows)
-                if max_rows is not None:
+                if not isinstance(part, datasets.Dataset):
                     continue
                 validate_inputs(part, decode_images=self.args.validate_images == "decode")
             except ValueError as err:

@@ -151,6 +151,13 @@ class MultiTaskTrainingArguments(TrainingArguments):
                   "corrupt past a valid header, which would otherwise fail when first read, mid-training).",
                   "choices": list(VALIDATE_IMAGES)},
     )
+    validate_stream_rows: int = field(
+        default=1000,
+        metadata={"help": "With `validate_labels`: how many rows of a stream (an `IterableDataset`, which cannot be "
+                  "read twice cheaply) are checked before training; a bad label further on fails at its batch. "
+                  "Map-style datasets (datasets.Dataset, lists, torch Datasets) are checked in full, label columns "
+                  "only where the data allows (a torch Dataset of your own is read through its __getitem__)."},
+    )
     standardize_targets: bool = field(
         default=True,
         metadata={"help": "Regression tasks without target statistics get the mean / std / median of their present "

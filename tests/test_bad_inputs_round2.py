@@ -553,6 +553,33 @@ def stream_rows(n: int, bad: int) -> Any:
     return datasets.IterableDataset.from_generator(lambda: iter(rows))
 
 
+def label_table(n: int, bad: int | None = None) -> Any:
+    """Label-only rows as a ``datasets.Dataset`` whose transform fails if called: label checks must not decode."""
+    import datasets
+
+    from tests.tiny_models import synthetic_rows
+
+    rows = [{k: v for k, v in row.items() if k != "pixel_values"} for row in synthetic_rows(n, missing=0.0)]
+    if bad is not None:
+        rows[bad]["kind"] = 7  # a class id past the 3 classes (an int column: Arrow refuses a name among ids)
+
+    def decode(batch: dict[str, list]) -> dict[str, list]:
+        raise RuntimeError("the label check decoded the inputs")
+
+    return datasets.Dataset.from_list(rows).with_transform(decode)
+
+
+def subset_of_table(bad: int) -> Any:
+    """Rows of a table in reverse order: table row ``bad`` is data-set row ``5 - bad``."""
+    return torch.utils.data.Subset(label_table(6, bad=bad), list(range(5, -1, -1)))
+
+
+def concat_of_rows_and_table(bad: int) -> Any:
+    from tests.tiny_models import synthetic_rows
+
+    return torch.utils.data.ConcatDataset([synthetic_rows(4, missing=0.0), label_table(4, bad=bad)])
+
+
 def train_rows_on(ctx: Context, train: Any) -> None:
     from tests.test_bad_inputs import train_on
 
@@ -611,6 +638,15 @@ def predict_cli(ctx: Context, path: str) -> None:
 BOUNDARY = [
     BadInput("boundary-torch-dataset-bad-label", "data", lambda c: train_rows_on(c, TorchRows(6, bad=4)), ValueError,
              ("train_dataset", "task 'kind'", "column 'kind', row 4", "'w'")),
+    BadInput("boundary-torch-dataset-bad-label-past-1000", "data",
+             lambda c: train_rows_on(c, TorchRows(1200, bad=1100)), ValueError,
+             ("train_dataset", "task 'kind'", "column 'kind', row 1100", "'w'")),
+    BadInput("boundary-subset-bad-label-in-data-set-rows", "data",
+             lambda c: train_rows_on(c, subset_of_table(bad=1)), ValueError,
+             ("train_dataset", "task 'kind'", "column 'kind', row 4", "7")),
+    BadInput("boundary-concat-bad-label-in-data-set-rows", "data",
+             lambda c: train_rows_on(c, concat_of_rows_and_table(bad=2)), ValueError,
+             ("train_dataset", "task 'kind'", "column 'kind', row 6", "7")),
     BadInput("boundary-stream-bad-label", "data", lambda c: train_rows_on(c, stream_rows(6, bad=5)), ValueError,
              ("train_dataset", "task 'tags'", "column 'tags', row 5", "not 0, 1")),
     BadInput("boundary-dict-of-columns-unequal", "data",
@@ -654,6 +690,27 @@ def test_dataframe_and_dict_of_columns_train(tmp_path: Path) -> None:
         trainer.train()
         assert trainer.state.global_step == 2
         assert "eval_loss" in trainer.evaluate()
+
+
+def test_a_stream_is_checked_on_its_first_validate_stream_rows(tmp_path: Path) -> None:
+    """``validate_stream_rows`` rows of a stream are checked up front; a map-style set is checked in full."""
+    from hf_mtl import MultiTaskTrainer, validate_labels
+    from hf_mtl.data import is_map_style
+    from tests.test_bad_inputs import args
+    from tests.tiny_models import MIXED_TASKS as tasks
+    from tests.tiny_models import timm_model
+
+    specs = [TaskSpec.from_dict(t) for t in tasks]
+    with pytest.raises(ValueError, match="row 5"):
+        validate_labels(stream_rows(8, bad=5), specs, max_rows=6)
+    validate_labels(stream_rows(8, bad=5), specs, max_rows=5)  # 5 rows checked: the bad one is further on
+    assert not is_map_style(stream_rows(8, bad=5)) and is_map_style(TorchRows(2)) and is_map_style(subset_of_table(1))
+    with pytest.raises(ValueError, match="row 5"):
+        MultiTaskTrainer(model=timm_model(), args=args(Context(tmp=tmp_path), validate_stream_rows=6),
+                         train_dataset=stream_rows(8, bad=5))
+    MultiTaskTrainer(model=timm_model(), args=args(Context(tmp=tmp_path), validate_stream_rows=5),
+                     train_dataset=stream_rows(8, bad=5))
+    assert validate_labels(subset_of_table(bad=None), specs)["kind"] == 6  # labels only: the transform never ran
 
 
 def test_a_bad_label_past_the_checked_rows_names_its_batch_row(tmp_path: Path) -> None:

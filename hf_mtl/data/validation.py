@@ -88,25 +88,90 @@ def iter_encoded_labels(
         yield encode(buffer, start)
 
 
+def is_map_style(dataset: Any) -> bool:
+    """Whether ``dataset`` is read by position (``len`` and ``[i]``: a ``datasets.Dataset``, a list, a torch map-style
+    ``Dataset``), so every row can be checked up front; streams (``IterableDataset``, generators) cannot."""
+    import datasets
+
+    if isinstance(dataset, (datasets.IterableDataset, torch.utils.data.IterableDataset)):
+        return False
+    return hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
+
+
 def _label_rows(dataset: Any, needed: Sequence[str], max_rows: int | None) -> tuple[list[dict[str, Any]], list[str]]:
-    """The first ``max_rows`` rows of a torch-style dataset, reduced to the label columns, and every key seen."""
+    """The rows of a torch-style dataset reduced to the label columns (row ``i`` is the dataset's row ``i``), and
+    every column seen. Map-style: the first ``max_rows`` rows (all by default); a ``Subset`` / ``ConcatDataset`` of
+    ``datasets.Dataset`` s or lists reads only their label columns, any other map-style dataset is read through its
+    own ``__getitem__``. Streams: the first ``max_rows`` rows."""
     import itertools
 
-    if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
+    keys: set[str] = set()
+    if is_map_style(dataset):
         n = len(dataset) if max_rows is None else min(len(dataset), max_rows)
-        source: Any = (dataset[i] for i in range(n))
-    else:
-        source = itertools.islice(iter(dataset), max_rows)
-    rows, keys = [], set()
-    for i, row in enumerate(source):
-        if not isinstance(row, Mapping):
-            raise ValueError(
-                f"row {i} is a {type(row).__name__}, not a mapping of columns; a dataset for MultiTaskTrainer yields "
-                "dicts like {'pixel_values': ..., '<task>': <label>}"
-            )
-        keys.update(row)
-        rows.append({key: row[key] for key in needed if key in row})
+        return _rows_at(dataset, range(n), range(n), needed, keys), sorted(keys)
+    rows = []
+    for i, row in enumerate(itertools.islice(iter(dataset), max_rows)):
+        rows.append(_label_part(row, i, needed, keys))
     return rows, sorted(keys)
+
+
+def _label_part(row: Any, position: int, needed: Sequence[str], keys: set[str]) -> dict[str, Any]:
+    if not isinstance(row, Mapping):
+        raise ValueError(
+            f"row {position} is a {type(row).__name__}, not a mapping of columns; a dataset for MultiTaskTrainer yields "
+            "dicts like {'pixel_values': ..., '<task>': <label>}"
+        )
+    keys.update(row)
+    return {key: row[key] for key in needed if key in row}
+
+
+def _rows_at(
+    dataset: Any, indices: Sequence[int], positions: Sequence[int], needed: Sequence[str], keys: set[str],
+    chunk_size: int = 10_000,
+) -> list[dict[str, Any]]:
+    """Label columns of ``dataset``'s rows ``indices`` (``positions``: the same rows in the outer dataset's
+    coordinates, for errors), unwrapping ``Subset`` / ``ConcatDataset`` so that wrapped Arrow tables or lists are read
+    column-wise, without decoding any input."""
+    import bisect
+
+    import datasets
+    from tqdm.auto import tqdm
+
+    if isinstance(dataset, datasets.Dataset):
+        keys.update(dataset.column_names)
+        table = dataset.with_format(None).select_columns([c for c in needed if c in dataset.column_names])
+        if not table.column_names:
+            return [{} for _ in indices]
+        if not (isinstance(indices, range) and indices.start == 0 and indices.step == 1 and len(indices) == len(table)):
+            table = table.select(indices)
+        rows = []
+        for start in range(0, len(table), chunk_size):
+            batch = table[start : start + chunk_size]
+            rows += [dict(zip(batch, values)) for values in zip(*batch.values())]
+        return rows
+    if isinstance(dataset, torch.utils.data.Subset):
+        inner = dataset.indices
+        return _rows_at(dataset.dataset, [int(inner[i]) for i in indices], positions, needed, keys)
+    if isinstance(dataset, torch.utils.data.ConcatDataset):
+        bounds, parts = dataset.cumulative_sizes, {}
+        for index, position in zip(indices, positions):
+            part = bisect.bisect_right(bounds, index)
+            local = index - (bounds[part - 1] if part else 0)
+            parts.setdefault(part, ([], []))[0].append(local)
+            parts[part][1].append(position)
+        out: dict[int, dict[str, Any]] = {}
+        for part, (local, outer) in parts.items():
+            out.update(zip(outer, _rows_at(dataset.datasets[part], local, outer, needed, keys)))
+        return [out[position] for position in positions]
+    if isinstance(dataset, list):
+        return [_label_part(dataset[i], p, needed, keys) for i, p in zip(indices, positions)]
+    # any other map-style dataset: only its own __getitem__ knows the row (it may decode inputs: that is its cost)
+    with tqdm(total=len(indices), desc="Checking labels", unit=" rows", disable=len(indices) < 50_000) as progress:
+        rows = []
+        for i, position in zip(indices, positions):
+            rows.append(_label_part(dataset[i], position, needed, keys))
+            progress.update(1)
+        return rows
 
 
 def as_dataset(data: Any, argument: str = "train_dataset") -> Any:
