@@ -252,12 +252,16 @@ def load_balancer_state(balancer: TaskBalancer, folder: str | os.PathLike) -> bo
         logger.warning("checkpoint %s has no %s: task weights restart from their initial values", folder,
                        BALANCER_STATE_NAME)
         return False
-    with safe_open(path, framework="pt") as handle:
-        saved = (handle.metadata() or {}).get("strategy")
+    try:  # safetensors' own error names no file
+        with safe_open(path, framework="pt") as handle:
+            saved = (handle.metadata() or {}).get("strategy")
+        state = load_file(path)
+    except Exception as err:
+        raise ValueError(f"task balancer state {path!r} cannot be read ({err}); resume from another checkpoint") from err
     if saved != balancer.name:
         raise ValueError(f"checkpoint {folder} was trained with task_balancing={saved!r}, not {balancer.name!r}")
     device = next(iter(balancer.state_dict().values())).device if balancer.state_dict() else "cpu"
-    balancer.load_state_dict({k: v.to(device) for k, v in load_file(path).items()})
+    balancer.load_state_dict({k: v.to(device) for k, v in state.items()})
     return True
 
 

@@ -134,7 +134,7 @@ def predict_with(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     results: list[dict[str, Any]] = []
     for start in range(0, len(items), batch_size):
-        encoded = preprocess(processor, items[start : start + batch_size])
+        encoded = preprocess(processor, items[start : start + batch_size], first_index=start)  # errors name input i
         results.extend(decode_logits(specs, logits_fn(encoded), top_k=top_k, threshold=threshold))
     return results[0] if single else results
 

@@ -148,6 +148,13 @@ def text_problem(value: Any, allow_empty: bool = False) -> str | None:
             f"the text is empty ({value!r}); drop the row (`dataset.filter`) or, if empty texts are meant as input, "
             "pass allow_empty_text=True"
         )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:  # tokenizers fail on it with a TypeError that names nothing
+            return (f"the text holds {value[err.start]!r} at character {err.start}, a lone surrogate (not valid "
+                    "Unicode: text decoded from bytes the wrong way, e.g. JSON with split surrogate pairs); fix the "
+                    "decoding or drop the row")
     return None
 
 
@@ -390,34 +397,69 @@ def _holds_processor(folder: Path) -> bool:
     return any((folder / name).is_file() for name in names)
 
 
-def preprocess(processor: Any, inputs: Sequence[Any], train: bool = False, **kwargs: Any) -> dict[str, torch.Tensor]:
+def preprocess(
+    processor: Any, inputs: Sequence[Any], train: bool = False, *, first_index: int = 0, item: str = "input",
+    **kwargs: Any,
+) -> dict[str, torch.Tensor]:
     """Raw inputs (PIL images, arrays, image paths, texts, audio arrays) → a dict of batched model-input tensors.
 
     ``train=True`` applies the training augmentation (timm transforms; a random crop and flip for transformers image
     processors, which have none of their own). Texts are padded and truncated to the tokenizer's maximum length.
+    An input that cannot be read (a wrong type, a corrupt image, a tokenizer's own exception) is an error naming it
+    as ``f"{item} {first_index + i}"`` (the caller's coordinates: ``predict`` passes the batch's offset).
     """
     if isinstance(inputs, (str, Image.Image)):
         inputs = [inputs]
     inputs = list(inputs)
+
+    def each(read: Callable[[Any], Any]) -> list[Any]:  # read every input, naming the one that fails
+        out = []
+        for i, value in enumerate(inputs):
+            try:
+                out.append(read(value))
+            except (ValueError, TypeError, OSError) as err:
+                raise type(err)(f"{item} {first_index + i}: {err}") from err
+        return out
+
     if isinstance(processor, TimmImageProcessor):
-        return dict(processor(inputs, train=train))
+        images = each(lambda image: load_image(image, processor.image_mode))
+        return dict(processor(images, train=train))
     if isinstance(processor, PreTrainedTokenizerBase):
-        bad = [i for i, text in enumerate(inputs) if not isinstance(text, str)]
-        if bad:
-            raise ValueError(f"a tokenizer needs texts; input {bad[0]} is a {type(inputs[bad[0]]).__name__}")
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise ValueError(f"{item} {first_index + i}: a tokenizer needs texts, got {type(text).__name__} "
+                                 f"{text!r:.80}")
         kwargs = {"padding": True, "truncation": True, **kwargs}
-        return dict(processor(inputs, return_tensors="pt", **kwargs))
+        return dict(tokenize(processor, inputs, item, first_index, return_tensors="pt", **kwargs))
     if isinstance(processor, BaseImageProcessor):
-        images = [load_image(image) for image in inputs]
+        images = each(load_image)
         if train:
             images = [_train_augment(image) for image in images]
         return dict(processor(images=images, return_tensors="pt", **kwargs))
     if isinstance(processor, FeatureExtractionMixin):
         sampling_rate = getattr(processor, "sampling_rate", None)
-        arrays = [load_audio(x, sampling_rate) for x in inputs]
+        arrays = each(lambda x: load_audio(x, sampling_rate))
         kwargs = {"padding": True, "return_attention_mask": True, **kwargs}
         return dict(processor(arrays, sampling_rate=sampling_rate, return_tensors="pt", **kwargs))
     raise TypeError(f"unsupported processor {type(processor).__name__}; build one with hf_mtl.build_processor")
+
+
+def tokenize(tokenizer: Any, texts: list[Any], item: str = "input", first_index: int = 0, **kwargs: Any) -> Any:
+    """``tokenizer(texts, **kwargs)``; when the tokenizer raises, the error names the text that fails (found by
+    tokenizing them one by one) instead of the tokenizer's own trace, which names none."""
+    try:
+        return tokenizer(texts, **kwargs)
+    except Exception as err:  # tokenizers raise TypeError, ValueError, their own Exception subclasses, Rust panics
+        for i, text in enumerate(texts):
+            try:
+                tokenizer([text], **kwargs)
+            except Exception as one:
+                raise ValueError(
+                    f"{item} {first_index + i}: the tokenizer ({type(tokenizer).__name__}) fails on {text!r:.80}: "
+                    f"{type(one).__name__}: {one}"
+                ) from one
+        raise ValueError(f"{item}s {first_index}..{first_index + len(texts) - 1}: the tokenizer "
+                         f"({type(tokenizer).__name__}) fails on the batch: {type(err).__name__}: {err}") from err
 
 
 def _train_augment(image: Image.Image) -> Image.Image:
@@ -444,14 +486,15 @@ def dataset_transform(
             raise KeyError(f"dataset has no input column {input_column!r}; its columns are {sorted(batch)}")
         out = {k: v for k, v in batch.items() if k != input_column}
         values = batch[input_column]
+        where = f"column {input_column!r}, batch row"  # the data-set row is unknown to a transform
         if isinstance(processor, PreTrainedTokenizerBase):
-            for value in values:
+            for i, value in enumerate(values):
                 problem = text_problem(value, allow_empty_text)
                 if problem is not None:
-                    raise ValueError(f"column {input_column!r}: {problem} (hf_mtl.data.validate_inputs names the row)")
-            encoded = processor(list(values), truncation=True, **kwargs)
+                    raise ValueError(f"{where} {i}: {problem} (hf_mtl.data.validate_inputs names the data-set row)")
+            encoded = tokenize(processor, list(values), where, truncation=True, **kwargs)
         else:
-            encoded = preprocess(processor, values, train=train, **kwargs)
+            encoded = preprocess(processor, values, train=train, item=where, **kwargs)
             encoded = {name: list(tensor) for name, tensor in encoded.items()}
         out.update(encoded)
         return out

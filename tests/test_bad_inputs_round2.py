@@ -635,6 +635,52 @@ def predict_cli(ctx: Context, path: str) -> None:
         os.chdir(cwd)
 
 
+def check_texts(texts: list[Any]) -> Any:
+    from hf_mtl.data import validate_inputs
+
+    return validate_inputs([{"text": t} for t in texts], "text", "text")
+
+
+def transform_batch(texts: list[Any]) -> Any:
+    from hf_mtl import dataset_transform
+    from tests.test_pipeline import tiny_tokenizer
+
+    return dataset_transform(tiny_tokenizer(), "text")({"text": texts})
+
+
+def predict_texts(texts: list[Any]) -> Any:
+    from tests.test_pipeline import tiny_tokenizer
+    from tests.tiny_models import bert_model
+
+    return bert_model().predict(texts, processor=tiny_tokenizer(), batch_size=4)
+
+
+def collate_token_ids(rows: list[dict[str, Any]]) -> Any:
+    from hf_mtl import MultiTaskDataCollator
+    from tests.test_pipeline import tiny_tokenizer
+
+    return MultiTaskDataCollator([TaskSpec("flag", "binary")], tokenizer=tiny_tokenizer())(rows)
+
+
+def corrupt_balancer_state(ctx: Context) -> Any:
+    from hf_mtl.balancing import BALANCER_STATE_NAME, build_balancer, load_balancer_state
+
+    (ctx.tmp / BALANCER_STATE_NAME).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken")
+    return load_balancer_state(build_balancer("uncertainty", [TaskSpec("flag", "binary")]), ctx.tmp)
+
+
+def corrupt_feature_cache(ctx: Context) -> Any:
+    from hf_mtl.transfer import cache_features, set_trainable_blocks
+    from tests.tiny_models import synthetic_dataset, timm_model
+
+    model, data = timm_model(), synthetic_dataset(4)
+    set_trainable_blocks(model, 0)
+    cache_features(model, data, cache_dir=ctx.tmp, batch_size=4)
+    for arrow in ctx.tmp.glob("features-*/*.arrow"):
+        arrow.write_bytes(b"not arrow")
+    return cache_features(model, data, cache_dir=ctx.tmp, batch_size=4)
+
+
 BOUNDARY = [
     BadInput("boundary-torch-dataset-bad-label", "data", lambda c: train_rows_on(c, TorchRows(6, bad=4)), ValueError,
              ("train_dataset", "task 'kind'", "column 'kind', row 4", "'w'")),
@@ -660,6 +706,25 @@ BOUNDARY = [
              ("data.jsonl", "cannot be read")),
     BadInput("boundary-pretokenized-text-too-long", "data", lambda c: long_input_ids(), ValueError,
              ("input_ids have 40 tokens", "32 position embeddings", "max_length=32")),
+    BadInput("boundary-text-lone-surrogate", "data",  # (Arrow refuses such text: a list of rows or a stream)
+             lambda c: check_texts(["the cat", "a dog", "big mat", "a \ud800 cat"]), ValueError,
+             ("column 'text', row 3", "lone surrogate", "character 2")),
+    BadInput("boundary-text-number-in-transform", "data", lambda c: transform_batch(["the cat", 5]), ValueError,
+             ("column 'text', batch row 1", "int 5")),
+    BadInput("boundary-text-list-in-transform", "data", lambda c: transform_batch([["the", "cat"]]), ValueError,
+             ("column 'text', batch row 0", "list")),
+    BadInput("boundary-tokenizer-exception-at-predict", "predict",
+             lambda c: predict_texts(["the cat"] * 5 + ["a \ud800 cat"]), ValueError,
+             ("input 5", "the tokenizer (BertTokenizer) fails", "TypeError")),
+    BadInput("boundary-predict-none-past-first-batch", "predict",
+             lambda c: predict_texts(["the cat"] * 6 + [None]), ValueError, ("input 6", "NoneType")),
+    BadInput("boundary-collator-nested-token-ids", "data",
+             lambda c: collate_token_ids([{"input_ids": [2, 5, 3]}, {"input_ids": [[2], [5]]}]), ValueError,
+             ("model input 'input_ids', batch row 1", "flat list of token ids")),
+    BadInput("boundary-corrupt-balancer-state", "loading", corrupt_balancer_state, ValueError,
+             ("task_balancer.safetensors", "cannot be read")),
+    BadInput("boundary-corrupt-feature-cache", "loading", corrupt_feature_cache, ValueError,
+             ("feature cache", "features-", "delete the folder")),
     BadInput("boundary-predict-folder-typo", "predict", lambda c: predict_cli(c, "runs/modle"), RecipeError,
              ("'runs/modle'", "no such folder", "['model']")),
     BadInput("boundary-predict-relative-path-missing", "predict", lambda c: predict_cli(c, "./nope"), RecipeError,

@@ -87,6 +87,24 @@ def _stack(name: str, values: list[Any]) -> torch.Tensor:
         raise ValueError(f"model input {name!r} cannot be batched (ragged or not numeric): {err}") from err
 
 
+def _pad(tokenizer: Any, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``tokenizer.pad``; a row whose token ids are not a flat list of integers is an error naming it (the
+    tokenizer's own error names no row)."""
+    try:
+        return dict(tokenizer.pad(inputs, return_tensors="pt"))
+    except (ValueError, TypeError) as err:
+        for i, row in enumerate(inputs):
+            for name, value in row.items():
+                value = value.tolist() if hasattr(value, "tolist") else value
+                if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
+                    raise ValueError(
+                        f"model input {name!r}, batch row {i}: expected a flat list of token ids, got "
+                        f"{type(value).__name__} {value!r:.80}; tokenize texts with the model's tokenizer "
+                        "(hf_mtl.dataset_transform) before batching"
+                    ) from err
+        raise ValueError(f"the tokenizer cannot pad this batch: {err}") from err
+
+
 class MultiTaskDataCollator:
     """Collate rows into ``{<model inputs>, "labels": {task: tensor}}``.
 
@@ -126,7 +144,7 @@ class MultiTaskDataCollator:
                 "Preprocess images to `pixel_values` or texts to `input_ids` first (see hf_mtl.data)."
             )
         if self.tokenizer is not None and "input_ids" in inputs[0]:
-            batch = dict(self.tokenizer.pad(inputs, return_tensors="pt"))
+            batch = _pad(self.tokenizer, inputs)
         else:
             batch = {name: _stack(name, [row[name] for row in inputs]) for name in inputs[0]}
         if any(self.label_columns.get(s.name, s.name) in row for s in self.tasks for row in rows):

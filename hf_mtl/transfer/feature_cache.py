@@ -120,7 +120,11 @@ def cache_features(
     path = os.path.join(os.fspath(cache_dir or default_cache_dir(dataset)), f"features-{key}")
     if os.path.isdir(path):
         logger.info("feature cache hit: %s", path)
-        return _as_training_dataset(datasets.load_from_disk(path))
+        try:  # written atomically, so only damage from outside makes it unreadable; datasets' error names no folder
+            return _as_training_dataset(datasets.load_from_disk(path))
+        except Exception as err:
+            raise ValueError(f"feature cache {path!r} cannot be read ({type(err).__name__}: {err}); delete the "
+                             "folder and it is computed again") from err
     if check_augmentation:
         _check_deterministic(dataset, collator)
     features = compute_features(base, dataset, collator, batch_size=batch_size, num_workers=num_workers)
