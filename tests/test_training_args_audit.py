@@ -96,3 +96,11 @@ def test_length_grouping_keeps_its_meaning_for_text(tmp_path: Path, strategy: st
     trainer = text_trainer(tmp_path, train_sampling_strategy=strategy)
     trainer.train()
     assert trainer.state.global_step == 2
+
+
+def test_readme_counts_the_decisions() -> None:
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    count = {d: sum(1 for decision, _ in STOCK_FIELD_DECISIONS.values() if decision == d) for d in (STOCK, ADAPTED, REFUSED)}
+    expected = (f"{len(STOCK_FIELD_DECISIONS)} fields: {count[STOCK]} keep their stock meaning, {count[ADAPTED]} are "
+                f"adapted, {count[REFUSED]} refuse")
+    assert expected in readme, f"README's reliability section must say '{expected}'"
