@@ -210,7 +210,11 @@ def check_resume_compatible(folder: str, model) -> None:
     config = getattr(model, "config", None)
     if os.path.isfile(config_path) and getattr(config, "tasks", None) is not None:
         with open(config_path, encoding="utf-8") as f:
-            saved_tasks = json.load(f).get("tasks")
+            try:
+                saved_tasks = json.load(f).get("tasks")
+            except (json.JSONDecodeError, AttributeError) as err:  # json's error names no file
+                raise ValueError(f"checkpoint config {config_path!r} is not a JSON object ({err}); resume from "
+                                 "another checkpoint") from err
         if saved_tasks is not None:
             def summary(tasks):
                 specs = [TaskSpec.from_dict(t) for t in tasks]

@@ -4,7 +4,7 @@ fail once (``FileNotFoundError`` when both ranks checked, then removed, ``<outpu
 run instead of now and then. Nothing is replaced: each call runs for real, then the slow rank waits; every rank
 records what it did to the folder in ``$HF_MTL_TEST_FS_LOG/rank<N>.jsonl``.
 
-Used by tests/test_stage_race.py through ``accelerate launch tests/stage_race_driver.py <recipe> [overrides]``.
+Used by tests/test_stage_race.py through ``accelerate launch -m tests.stage_race_driver <recipe> [overrides]``.
 """
 
 from __future__ import annotations

@@ -669,6 +669,27 @@ def corrupt_balancer_state(ctx: Context) -> Any:
     return load_balancer_state(build_balancer("uncertainty", [TaskSpec("flag", "binary")]), ctx.tmp)
 
 
+def corrupt_lora_adapter(ctx: Context) -> Any:
+    from hf_mtl import MultiTaskModel
+    from hf_mtl.transfer import apply_lora, load_lora
+    from tests.tiny_models import timm_model
+
+    timm_model().save_pretrained(ctx.tmp / "base")
+    apply_lora(MultiTaskModel.from_pretrained(ctx.tmp / "base"), r=2).save_pretrained(ctx.tmp / "adapter")
+    (ctx.tmp / "adapter" / "adapter_model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken")
+    return load_lora(ctx.tmp / "adapter", ctx.tmp / "base")
+
+
+def resume_from_corrupt_config(ctx: Context) -> Any:
+    from hf_mtl.checkpointing import check_resume_compatible
+    from tests.tiny_models import timm_model
+
+    model = timm_model()
+    model.save_pretrained(ctx.tmp / "checkpoint-1")
+    (ctx.tmp / "checkpoint-1" / "config.json").write_text("{broken")
+    return check_resume_compatible(str(ctx.tmp / "checkpoint-1"), model)
+
+
 def corrupt_feature_cache(ctx: Context) -> Any:
     from hf_mtl.transfer import cache_features, set_trainable_blocks
     from tests.tiny_models import synthetic_dataset, timm_model
@@ -723,6 +744,10 @@ BOUNDARY = [
              ("model input 'input_ids', batch row 1", "flat list of token ids")),
     BadInput("boundary-corrupt-balancer-state", "loading", corrupt_balancer_state, ValueError,
              ("task_balancer.safetensors", "cannot be read")),
+    BadInput("boundary-corrupt-lora-adapter", "loading", corrupt_lora_adapter, ValueError,
+             ("adapter_model.safetensors", "cannot be read")),
+    BadInput("boundary-resume-corrupt-config", "training", resume_from_corrupt_config, ValueError,
+             ("checkpoint-1", "config.json", "not a JSON object")),
     BadInput("boundary-corrupt-feature-cache", "loading", corrupt_feature_cache, ValueError,
              ("feature cache", "features-", "delete the folder")),
     BadInput("boundary-predict-folder-typo", "predict", lambda c: predict_cli(c, "runs/modle"), RecipeError,

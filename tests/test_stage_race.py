@@ -24,7 +24,7 @@ def test_heads_only_stage_folder_under_forced_interleaving(tmp_path: Path, slow_
     logs = tmp_path / "fs-log"
     logs.mkdir()
     env = launch_env(tmp_path, HF_MTL_TEST_SLOW_RANK=str(slow_rank), HF_MTL_TEST_FS_LOG=str(logs))
-    accelerate_launch(["tests/stage_race_driver.py", str(recipe), "--output_dir", str(out)], tmp_path,
+    accelerate_launch(["-m", "tests.stage_race_driver", str(recipe), "--output_dir", str(out)], tmp_path,
                       env=env).check()
     calls = [json.loads(line) for path in sorted(logs.glob("rank*.jsonl")) for line in path.read_text().splitlines()]
     removals = [c for c in calls if c["op"] in ("rmdir", "rmtree")]

@@ -89,7 +89,13 @@ def load_lora(adapter_path: str | os.PathLike, base_model: nn.Module | str | Non
             raise ValueError(f"{adapter_path}: the adapter records no base model; pass base_model=")
     if isinstance(base_model, (str, os.PathLike)):
         base_model = MultiTaskModel.from_pretrained(os.fspath(base_model))
-    model = PeftModel.from_pretrained(base_model, os.fspath(adapter_path), is_trainable=is_trainable)
+    try:
+        model = PeftModel.from_pretrained(base_model, os.fspath(adapter_path), is_trainable=is_trainable)
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":  # safetensors' own error names no file
+            raise
+        weights = os.path.join(os.fspath(adapter_path), "adapter_model.safetensors")
+        raise ValueError(f"LoRA adapter weights {weights!r} cannot be read ({err}); save or download them again") from err
     keep_frozen_modules_in_eval(model)
     return model
 
