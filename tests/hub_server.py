@@ -1003,8 +1003,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return  # close without answering
             if fault.status is not None:
                 error = HubError(fault.status, fault.message, fault.error_code)
-                self._send(self._error_response(error))
                 hub.requests.append(RequestRecord(self.command, raw_path, fault.status, authenticated))
+                self._send(self._error_response(error))
                 return
 
         request = _Request(
@@ -1021,8 +1021,10 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as error:  # noqa: BLE001 - a test server must answer, not die
             hub.errors.append(error)
             response = self._error_response(HubError(500, f"LocalHub internal error: {type(error).__name__}: {error}"))
-        self._send(response)
+        # Recorded before the answer goes out: a client that has its answer may check `requests` at once (appending
+        # after `_send` lost that race on a loaded machine: the stress check saw a preupload missing from the record).
         hub.requests.append(RequestRecord(self.command, raw_path, response.status, authenticated))
+        self._send(response)
 
     @staticmethod
     def _error_response(error: HubError) -> _Response:
