@@ -66,6 +66,15 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
                 if layer is not module and callable(getattr(layer, "reset_parameters", None)):
                     layer.reset_parameters()
 
+    def should_save_on_this_rank(self, is_main_process: bool) -> bool:
+        """``save_pretrained(is_main_process=...)`` decides, on a node's first process: the Trainer passes
+        ``args.should_save``, true on every node's main process with ``save_on_each_node``. (transformers 5 also asks
+        for global rank 0 once torch.distributed is up, which left the other nodes' model folders without weights.)
+        A model sharded at load time keeps transformers' rule."""
+        if self.is_distributed_loading_by_transformers:
+            return super().should_save_on_this_rank(is_main_process)
+        return is_main_process and int(os.environ.get("LOCAL_RANK", "0")) == 0
+
     @staticmethod
     def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, *args: Any, **kwargs: Any):
         """Load like transformers, then refuse a checkpoint whose heads do not match the config's tasks.
@@ -302,6 +311,17 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             loss, task_losses = multitask_loss(self.task_specs, logits, labels, num_items=num_items_in_batch)
         output = MultiTaskOutput(loss=loss, logits=logits, task_losses=task_losses, pooled_features=features)
         return output if return_dict is not False else output.to_tuple()
+
+    def get_input_embeddings(self) -> nn.Module | None:
+        """The transformers backbone's input embeddings, None for a timm backbone (accelerate's FSDP2 wrapping asks;
+        transformers' default raises for a model that is not a plain transformers architecture)."""
+        inner = self.backbone.model
+        if self.backbone.library == "timm" or not hasattr(inner, "get_input_embeddings"):
+            return None
+        try:
+            return inner.get_input_embeddings()
+        except NotImplementedError:
+            return None
 
     # -- sharing and prediction (hf_mtl.hub, hf_mtl.pipeline) ------------------------------------------------------
     def get_processor(self) -> Any:

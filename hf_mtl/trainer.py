@@ -50,6 +50,9 @@ class MultiTaskTrainer(Trainer):
     def __init__(self, model=None, args: MultiTaskTrainingArguments | None = None, data_collator=None, **kwargs: Any):
         if args is None:
             args = MultiTaskTrainingArguments(output_dir="hf_mtl_output")
+        from .sharding import reshard
+
+        reshard(model)  # a model an earlier stage sharded (FSDP): freezing and the optimizer act on sharded parameters
         if getattr(args, "lora_r", None) is not None and model is not None and not hasattr(model, "peft_config"):
             from .transfer import apply_lora
 
@@ -94,6 +97,34 @@ class MultiTaskTrainer(Trainer):
         self._setup_balancing()
         self._setup_nonfinite_guard()
 
+    # -- sharded models (hf_mtl.sharding) -----------------------------------------------------------------------------
+    def create_accelerator_and_postprocess(self) -> None:
+        """The stock accelerator; a CPU-only multi-process run that asked for FSDP gets it (accelerate would train it
+        with DDP instead, see hf_mtl.sharding), wrapped per backbone block."""
+        super().create_accelerator_and_postprocess()
+        from .sharding import enable_fsdp_on_cpu
+
+        if enable_fsdp_on_cpu(self.accelerator, self.args, self.model):
+            self.is_fsdp_enabled = True
+        if self.is_fsdp_enabled and self.args.save_on_each_node:
+            raise ValueError(
+                "save_on_each_node=True with FSDP: an FSDP checkpoint is either gathered on the first process (full "
+                "state dict) or split over every process's shard (sharded), so no single node's disk can resume it; "
+                "keep output_dir on a file system all nodes share and leave save_on_each_node False"
+            )
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The stock save; with FSDP and a sharded checkpoint format (``state_dict_type: SHARDED_STATE_DICT``) the
+        model folder still gets one full safetensors model (gathered on the main process), as ``from_pretrained``
+        needs. Checkpoints keep their sharded ``pytorch_model_fsdp_0/`` for resuming."""
+        if self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type):
+            state_dict = self.accelerator.get_state_dict(self.model)  # every process takes part in the gather
+            self._save(output_dir if output_dir is not None else self.args.output_dir, state_dict=state_dict)
+            if self.args.push_to_hub and not _internal_call:
+                self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+            return
+        super().save_model(output_dir, _internal_call=_internal_call)
+
     # -- transfer learning (hf_mtl.transfer) -----------------------------------------------------------------------
     def _setup_transfer(self) -> None:
         """Apply the transfer arguments before any training work: freeze policy, gradual unfreezing, feature cache."""
@@ -128,7 +159,9 @@ class MultiTaskTrainer(Trainer):
                 batch_size=args.per_device_eval_batch_size, cache_dir=args.feature_cache_dir,
                 num_workers=args.dataloader_num_workers,
             )
-            with args.main_process_first(desc="backbone feature cache"):
+            # one process computes and writes the cache, the others read it: the first node's main, or each node's
+            # main when the nodes keep their own files (save_on_each_node)
+            with args.main_process_first(desc="backbone feature cache", local=args.save_on_each_node):
                 if self.train_dataset is not None:
                     self.train_dataset = cache(self.train_dataset)
                 if isinstance(self.eval_dataset, Mapping):
@@ -145,6 +178,16 @@ class MultiTaskTrainer(Trainer):
     def create_optimizer(self, model=None):
         """Layer-wise LR decay and gradual unfreezing need their own parameter groups (hf_mtl.transfer.param_groups);
         everything else about the optimizer (class, kwargs, bitsandbytes, SageMaker) stays the stock Trainer's."""
+        optimizer = self._create_optimizer(model)
+        from .sharding import is_sharded
+
+        # A model an earlier stage sharded: accelerate's prepare re-maps the optimizer's parameters by the address of
+        # their local shards, which collide for shards that are empty; create_scheduler puts these lists back.
+        self._sharded_param_groups = [list(g["params"]) for g in optimizer.param_groups] \
+            if is_sharded(self.model) else None
+        return optimizer
+
+    def _create_optimizer(self, model=None):
         unfreezing = self._unfreezing_callback() is not None
         if self.optimizer is not None or (self.args.layer_decay is None and not unfreezing):
             return super().create_optimizer(model)
@@ -374,6 +417,10 @@ class MultiTaskTrainer(Trainer):
         """Learnable task weights (kept out of the model) join the optimizer as their own group at
         ``task_balancing_lr`` (following the LR schedule) just before the stock scheduler is built."""
         target = optimizer if optimizer is not None else self.optimizer
+        saved, self._sharded_param_groups = getattr(self, "_sharded_param_groups", None), None
+        if saved is not None and target is not None and len(saved) == len(target.param_groups):
+            for group, params in zip(target.param_groups, saved):  # (see create_optimizer)
+                group["params"] = params
         params = list(self.task_balancer.parameters()) if self.task_balancer is not None else []
         if params and target is not None and not any(p is params[0] for g in target.param_groups for p in g["params"]):
             target.add_param_group({"params": params, "lr": self.args.task_balancing_lr, "weight_decay": 0.0})
@@ -713,7 +760,7 @@ class MultiTaskTrainer(Trainer):
         ``finetuned_from`` are read as ``datasets`` / ``base_model``; ``language``, ``tasks`` and ``dataset_args`` are
         not used by the hf_mtl card.
         """
-        if not self.is_world_process_zero():
+        if not self.args.should_save:  # the main process (of each node with save_on_each_node)
             return
         from .modelcard import write_model_card
 

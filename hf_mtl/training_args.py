@@ -202,6 +202,9 @@ class MultiTaskTrainingArguments(TrainingArguments):
         if self.greater_is_better is None and self.metric_for_best_model is not None:
             # the stock rule takes every name but '*loss' as higher-is-better, so it would keep the worst MAE
             self.greater_is_better = not lower_is_better(self.metric_for_best_model)
+        if isinstance(self.fsdp, str) and self.fsdp.strip().lower() in ("true", "false", ""):
+            # a recipe's `fsdp: true` / `--fsdp true` arrives as text; transformers reads text as legacy FSDP options
+            self.fsdp = self.fsdp.strip().lower() == "true" or None
         super().__post_init__()
         self._refuse_meaningless_stock_fields()
         fields_by_name = {spec.name: spec for spec in fields(self)}
@@ -395,7 +398,8 @@ STOCK_FIELD_DECISIONS: dict[str, tuple[str, str]] = {
     "save_only_model": (STOCK, "checkpoints without optimizer state"),
     "save_strategy": (STOCK, "when to checkpoint"),
     "save_steps": (STOCK, "when to checkpoint"),
-    "save_on_each_node": (STOCK, "checkpoint on every node"),
+    "save_on_each_node": (STOCK, "checkpoint on every node; also the model folder, card and the datasets / feature "
+                                 "caches (each node's main process); an error with FSDP"),
     "save_total_limit": (STOCK, "rotation of complete checkpoints"),
     "enable_jit_checkpoint": (STOCK, "a checkpoint on SIGTERM, written atomically like the others"),
     "push_to_hub": (ADAPTED, "pushes training_args.json (no pickle) and names what reached the Hub when a push fails"),
@@ -439,8 +443,9 @@ STOCK_FIELD_DECISIONS: dict[str, tuple[str, str]] = {
     "ddp_static_graph": (STOCK, "DDP"),
     "ddp_backend": (STOCK, "DDP"),
     "ddp_timeout": (STOCK, "DDP"),
-    "fsdp": (STOCK, "FSDP"),
-    "fsdp_config": (STOCK, "FSDP"),
+    "fsdp": (STOCK, "FSDP; a CPU-only multi-process run gets FSDP2 where accelerate would fall back to DDP "
+                    "(hf_mtl.sharding); a recipe's `true` is read as a bool"),
+    "fsdp_config": (STOCK, "FSDP settings (`version: 2` on CPU); wrapping defaults to one unit per backbone block"),
     "deepspeed": (STOCK, "DeepSpeed (nonfinite_policy='skip' is refused with it)"),
     "debug": (STOCK, "underflow / overflow detection hooks any module"),
     "skip_memory_metrics": (STOCK, "memory metrics"),

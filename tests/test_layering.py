@@ -16,7 +16,7 @@ from tests.multiprocess import TIMEOUT
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "hf_mtl"
 CORE = {"configuration_mtl", "tasks", "heads", "losses", "backbones", "modeling_mtl", "safety", "version"}
-TRAINING = ("trainer", "training_args", "balancing", "nonfinite", "checkpointing", "transfer")
+TRAINING = ("trainer", "training_args", "balancing", "nonfinite", "checkpointing", "transfer", "sharding")
 
 
 def _module_name(path: Path) -> str:

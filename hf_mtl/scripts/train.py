@@ -192,8 +192,9 @@ def run(
         )
     except ValueError as err:
         raise RecipeError(str(err)) from err
-    # The main process builds the `datasets` Arrow caches (load, split, map) first; the others then read them.
-    with training_args.main_process_first(desc="load the recipe's datasets"):
+    # The main process builds the `datasets` Arrow caches (load, split, map) first; the others then read them. Several
+    # nodes: each node's main when they keep their own files (save_on_each_node), else only the first node's main.
+    with training_args.main_process_first(desc="load the recipe's datasets", local=training_args.save_on_each_node):
         train_raw, eval_raw = load_recipe_datasets(data_args, seed=training_args.seed)
     model = build_model(model_args)
     specs = model.task_specs
@@ -234,7 +235,7 @@ def run(
             heads_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         # Only the main process removes the stage's empty folder; the others wait, so none races it to the removal
         # (or sees a half-removed tree) and the main stage starts on every process from the same file-system state.
-        if stage.is_world_process_zero() and os.path.isdir(heads_args.output_dir) \
+        if stage.args.should_save and os.path.isdir(heads_args.output_dir) \
                 and not os.listdir(heads_args.output_dir):
             os.rmdir(heads_args.output_dir)
         stage.accelerator.wait_for_everyone()
@@ -277,6 +278,7 @@ def run(
         logger.info("final model: the %s stage (%s)", kept, reason)
         if trainer.is_world_process_zero():
             print(f"\n== final model: the {kept} stage ({reason}) ==", flush=True)
+        if trainer.args.should_save:  # the main process (of each node with save_on_each_node)
             os.makedirs(training_args.output_dir, exist_ok=True)
             with open(os.path.join(training_args.output_dir, STAGE_SELECTION_FILE), "w", encoding="utf-8") as handle:
                 json.dump({"kept": kept, "reason": reason, "rule": script_args.final_model, "table": table}, handle,
@@ -291,17 +293,19 @@ def run(
     if eval_ds is not None:
         trainer.save_metrics("eval", metrics)
         per_label = compute_metrics.last.per_label
-        if trainer.is_world_process_zero():
+        if trainer.args.should_save:
             with open(os.path.join(training_args.output_dir, PER_LABEL_FILE), "w", encoding="utf-8") as handle:
                 json.dump(per_label, handle, indent=2)
+        if trainer.is_world_process_zero():
             chance = label_prevalence(eval_raw, specs, data_args.label_columns)
             report = format_metrics(metrics, specs, per_label if script_args.show_per_label else None, chance)
             print("\n== evaluation (eval split, present labels only) ==\n" + report, flush=True)
         card["per_label_metrics"] = per_label
     if training_args.push_to_hub:  # every process: the card (final evaluation included), the model, its processor
-        trainer.push_to_hub(**card)
-    elif eval_ds is not None and trainer.is_world_process_zero():
-        trainer.create_model_card(**card)
+        trainer.push_to_hub(**card)  # (one upload, from the first node's main process)
+    if eval_ds is not None and trainer.args.should_save and not (training_args.push_to_hub and
+                                                                 trainer.is_world_process_zero()):
+        trainer.create_model_card(**card)  # the card in the model folder (of every node with save_on_each_node)
     if trainer.is_world_process_zero():
         elapsed = time.time() - started
         print(f"\nmodel folder: {os.path.abspath(training_args.output_dir)}  (wall time {elapsed / 60:.1f} min)",

@@ -1,0 +1,91 @@
+"""Sharded training: a recipe with ``fsdp: true`` + ``fsdp_config: {version: 2}`` runs FSDP2 (``fully_shard``) on 2
+CPU processes (gloo) and trains the weights DDP trains, through the heads-only stage and a partly frozen backbone;
+its model folder holds one safetensors model that ``AutoModel`` loads on one process; a resumed FSDP run ends where
+the uninterrupted one does."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from tests.multiprocess import accelerate_launch, requires_accelerate
+from tests.recipe_helpers import load_weights, tiny_recipe, write_image_dataset, write_recipe
+
+pytestmark = [requires_accelerate, pytest.mark.slow]
+
+FSDP = {"fsdp": True, "fsdp_config": {"version": 2}}
+
+
+def _launch(recipe, tmp_path, output_dir, *overrides: str):
+    return accelerate_launch(["-m", "hf_mtl.cli", "train", str(recipe), "--output_dir", str(output_dir), *overrides],
+                             tmp_path, num_processes=2).check()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One DDP and one FSDP run of the same recipe: heads-only stage, then the top backbone block and the heads train
+    (the lower blocks stay frozen), checkpoints at steps 2 and 4. SGD with momentum: linear in the gradients, so the
+    comparison is not blurred by Adam's division by tiny second moments; its momentum is optimizer state to resume."""
+    tmp = tmp_path_factory.mktemp("fsdp")
+    data = write_image_dataset(tmp / "data", 40, seed=1, missing=0.4)
+    base = tiny_recipe(data, tmp / "unused", max_steps=4, freeze_policy="top_n", freeze_top_n=1, heads_only_epochs=1,
+                       max_eval_samples=8, validation_split=0.2, save_strategy="steps", save_steps=2,
+                       final_model="last", optim="sgd", optim_args="momentum=0.9")
+    ddp_recipe = write_recipe(tmp / "ddp.yaml", base)
+    fsdp_recipe = write_recipe(tmp / "fsdp.yaml", {**base, **FSDP})
+    ddp = _launch(ddp_recipe, tmp, tmp / "ddp")
+    fsdp = _launch(fsdp_recipe, tmp, tmp / "fsdp")
+    return {"tmp": tmp, "recipe": fsdp_recipe, "ddp": ddp, "fsdp": fsdp}
+
+
+def test_fsdp_trains_the_weights_ddp_trains(runs):
+    tmp = runs["tmp"]
+    log = runs["fsdp"].stdout + runs["fsdp"].stderr
+    assert "FSDP2 on CPU (gloo): 2 processes shard the model" in log  # sharded, not a silent DDP fallback
+    assert "FSDP2 on CPU" not in runs["ddp"].stdout + runs["ddp"].stderr
+    # FSDP checkpoints: the sharded-training state (model and optimizer via torch.distributed.checkpoint's full state
+    # dicts) beside the full safetensors model, both RNG states, one complete folder per step
+    for step in (2, 4):
+        names = {p.name for p in (tmp / "fsdp" / f"checkpoint-{step}").iterdir()}
+        assert {"pytorch_model_fsdp.bin", "optimizer.bin", "model.safetensors", "trainer_state.json",
+                "rng_state_0.pth", "rng_state_1.pth"} <= names, names
+    ddp, fsdp = load_weights(tmp / "ddp"), load_weights(tmp / "fsdp")
+    assert ddp.keys() == fsdp.keys()
+    initial = load_weights(tmp / "fsdp" / "checkpoint-2")  # mid-run: the final weights moved on from there
+    assert any(not torch.equal(fsdp[k], initial[k]) for k in fsdp if k.startswith("backbone.model.blocks.4."))
+    for key in ddp:
+        torch.testing.assert_close(fsdp[key], ddp[key], rtol=0, atol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
+    frozen = [k for k in fsdp if k.startswith("backbone.model.blocks.0.")]
+    assert frozen and all(torch.equal(fsdp[k], initial[k]) for k in frozen)  # the frozen blocks stayed frozen
+
+
+def test_fsdp_model_folder_loads_with_automodel_on_one_process(runs):
+    from transformers import AutoModel
+
+    import hf_mtl  # noqa: F401  (registers the multi-task model with the Auto classes)
+
+    folder = runs["tmp"] / "fsdp"
+    assert (folder / "model.safetensors").is_file()
+    assert not list(folder.glob("model-*.safetensors")) and not (folder / "pytorch_model_fsdp.bin").exists()
+    model = AutoModel.from_pretrained(folder)
+    assert type(model).__name__ == "MultiTaskModel"
+    saved = load_weights(folder)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    model.eval()
+    with torch.no_grad():
+        out = model(pixel_values=torch.randn(2, 3, 32, 32))
+    assert set(out.logits) == {"tags", "kind", "score", "flag"}
+
+
+def test_fsdp_resumed_run_ends_where_the_uninterrupted_one_does(runs):
+    tmp = runs["tmp"]
+    resumed = tmp / "resumed"
+    resumed.mkdir()
+    shutil.copytree(tmp / "fsdp" / "checkpoint-2", resumed / "checkpoint-2")  # an FSDP run stopped after step 2
+    _launch(runs["recipe"], tmp, resumed, "--resume_from_checkpoint", "true")
+    full, again = load_weights(tmp / "fsdp"), load_weights(resumed)
+    for key in full:
+        torch.testing.assert_close(again[key], full[key], rtol=0, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}")
