@@ -89,3 +89,18 @@ def test_fsdp_resumed_run_ends_where_the_uninterrupted_one_does(runs):
     full, again = load_weights(tmp / "fsdp"), load_weights(resumed)
     for key in full:
         torch.testing.assert_close(again[key], full[key], rtol=0, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}")
+
+
+def test_scale_fsdp_benchmark_quick(tmp_path):
+    """benchmarks/scale_fsdp.py --quick: both engines really launch, FSDP really shards (half the state per process)."""
+    from benchmarks import scale_fsdp
+    from tests.test_benchmarks import check_report
+
+    report = scale_fsdp.main(["--quick", "--output-dir", str(tmp_path)])
+    results = check_report(report, tmp_path, "scale_fsdp")
+    ddp, fsdp = results["variants"]["ddp"], results["variants"]["fsdp"]
+    assert fsdp["sharded"] and not ddp["sharded"]
+    for ranks in (ddp["per_rank"], fsdp["per_rank"]):
+        assert [r["rank"] for r in ranks] == [0, 1] and all(r["peak_rss_bytes"] > r["param_bytes"] > 0 for r in ranks)
+    # each FSDP process holds about half of the parameters (shards are padded to equal sizes)
+    assert 0.45 < results["state_ratio_fsdp_to_ddp"] < 0.6
