@@ -1,12 +1,16 @@
 """The `hf-mtl` command: train from a recipe, evaluate, predict and push a saved model.
 
     hf-mtl train recipes/fashion_grid_efficientnet.yaml [key=value | --key value ...]
-    hf-mtl eval outputs/fashion_grid_efficientnet recipes/fashion_grid_efficientnet.yaml [overrides]
+    hf-mtl eval outputs/my_model my_recipe.yaml [--split test | --file data.jsonl | --data_dir folder] [overrides]
+    hf-mtl tune-thresholds outputs/my_model my_recipe.yaml [--objective f1 | precision | recall --target 0.9]
     hf-mtl predict outputs/fashion_grid_efficientnet image1.png image2.png [--top_k 3]
     hf-mtl push outputs/fashion_grid_efficientnet user/fashion-grid-presence [--private] [--space_app space/]
     hf-mtl advise recipes/fashion_grid_mixed_tasks.yaml [--backbones a b c] [--max-samples N] [--output-dir DIR]
     hf-mtl export onnx outputs/fashion_grid_efficientnet [--output model.onnx]
     hf-mtl demo outputs/fashion_grid_efficientnet [--port 7860] [--onnx]
+
+Overrides are recipe keys: `key=value` or `--key value` (`--flag` / `--no_flag` for booleans); `key=null` or
+`--no_key` (`--no-key`) unsets a key that may be null, e.g. `data_dir=null` (`none` stays a value: `weights=none`).
 
 Each command is a module `hf_mtl.scripts.<command>` with `make_parser()` and `main(argv)`; this only dispatches.
 `train` also runs under `accelerate launch` (`accelerate launch -m hf_mtl.cli train recipe.yaml`).
@@ -21,7 +25,8 @@ from types import ModuleType
 
 COMMANDS = {
     "train": "train from a YAML recipe",
-    "eval": "evaluate a saved model on a recipe's eval data",
+    "eval": "evaluate a saved model on a split, file or folder (results JSON beside the model)",
+    "tune-thresholds": "tune multilabel / binary decision thresholds on validation data, saved in the config",
     "predict": "predict every task for images or texts",
     "push": "push a saved model (with its card) to the Hub",
     "advise": "before training: which backbone, freeze policy and task grouping (a report)",
@@ -31,11 +36,14 @@ COMMANDS = {
 
 
 def command_module(name: str) -> ModuleType:
-    """``hf_mtl.scripts.<name>``, imported when its command runs (each pulls in different layers)."""
+    """``hf_mtl.scripts.<name>`` (``-`` read as ``_``), imported when its command runs (each pulls in different
+    layers)."""
     if name == "train":
         from .scripts import train as module
     elif name == "eval":
         from .scripts import eval as module
+    elif name == "tune-thresholds":
+        from .scripts import tune_thresholds as module
     elif name == "predict":
         from .scripts import predict as module
     elif name == "advise":

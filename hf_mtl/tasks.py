@@ -217,10 +217,9 @@ class TaskSpec:
 
     @property
     def label_names(self) -> list[str]:
-        """Names of the labels (classes, for multiclass / ordinal), for metrics, cards and predictions."""
-        if self.labels is not None:
-            return list(self.labels)
-        return [f"{self.name}_{i}" for i in range(self.task_type.num_labels(self))]
+        """Names of the labels (classes, for multiclass / ordinal; a binary task's two outcomes), for metrics, cards
+        and predictions: one name per outcome everywhere (`TaskType.label_names`)."""
+        return self.task_type.label_names(self)
 
     @property
     def output_names(self) -> list[str]:
@@ -373,6 +372,12 @@ class TaskType:
     def num_labels(self, spec: TaskSpec) -> int:
         """How many label names the task has (classes for class-valued types; else one per output)."""
         return self.output_size(spec)
+
+    def label_names(self, spec: TaskSpec) -> list[str]:
+        """The given `labels`, else ``<task>_<i>`` for each of `num_labels`."""
+        if spec.labels is not None:
+            return list(spec.labels)
+        return [f"{spec.name}_{i}" for i in range(self.num_labels(spec))]
 
     def output_names(self, spec: TaskSpec) -> list[str]:
         """One name per output column."""
@@ -618,7 +623,7 @@ class BinaryTask(_BinaryLike):
         "number of labelled samples in the effective batch"
     )
     decision_rule = "sigmoid; the positive label is predicted when the probability reaches the threshold"
-    prediction_text = "a label and its probability"
+    prediction_text = "the predicted label, its probability (`score`) and the positive label's (`positive_score`)"
 
     def validate(self, spec):
         if spec.labels is not None and len(spec.labels) not in (1, 2):
@@ -639,18 +644,24 @@ class BinaryTask(_BinaryLike):
     def class_label_problem(self, names, is_list):
         return "a binary task needs a ClassLabel with 2 names" if is_list or len(names) != 2 else None
 
+    def label_names(self, spec):
+        """``[negative, positive]``: the given two; ``[not_<positive>, <positive>]`` for ``labels: [positive]``; and
+        ``[not_<task>, <task>]`` without labels. Metrics, the card, thresholds and ``predict`` all use these names."""
+        positive = spec.labels[-1] if spec.labels else spec.name
+        return list(spec.labels) if spec.labels and len(spec.labels) == 2 else [f"not_{positive}", positive]
+
     def output_names(self, spec):
         """The single output is named after the positive label."""
         return spec.label_names[-1:]
 
     def encode(self, spec, value, where):
         if isinstance(value, str):
-            labels = spec.labels or []
-            if len(labels) == 2 and value in labels:
-                return float(labels.index(value))
-            if len(labels) == 1 and value == labels[0]:
-                return 1.0
-            raise ValueError(f"task {spec.name!r}, {where}: unknown label name {value!r}; known labels: {labels}")
+            names = spec.label_names
+            if value in names:
+                return float(names.index(value))
+            raise ValueError(
+                f"task {spec.name!r}, {where}: unknown label name {value!r}; known labels: {names} ([negative, positive])"
+            )
         labels = spec.labels or []
         if len(labels) == 2 and integer_named(labels) and _integer_value(value) is not None:
             if str(_integer_value(value)) not in labels:
@@ -665,10 +676,12 @@ class BinaryTask(_BinaryLike):
         return float(MISSING)
 
     def decode(self, spec, scores, top_k=1):
-        labels = spec.labels or ["negative", "positive"]
-        negative, positive = (labels[0], labels[-1]) if len(labels) == 2 else (f"not_{labels[0]}", labels[0])
-        score = float(scores.reshape(-1)[0])
-        return {"label": positive if score >= self._thresholds(spec)[0] else negative, "score": score}
+        """``score`` is the probability of the predicted label; ``positive_score`` that of the positive one."""
+        negative, positive = spec.label_names
+        p = float(scores.reshape(-1)[0])
+        is_positive = p >= self._thresholds(spec)[0]
+        return {"label": positive if is_positive else negative, "score": p if is_positive else 1.0 - p,
+                "positive_score": p}
 
     def task_metrics(self, spec, result):
         only = next(iter(result["per_label"].values()))
@@ -884,6 +897,12 @@ class RegressionTask(TaskType):
         if spec.labels is not None:
             return len(spec.labels)
         return int(spec.num_outputs or 1)
+
+    def label_names(self, spec):
+        """The given output names; else the task's own name for one output, ``<task>_<i>`` for several."""
+        if spec.labels is None and spec.output_size == 1:
+            return [spec.name]
+        return super().label_names(spec)
 
     def encode(self, spec, value, where):
         n = spec.output_size

@@ -488,7 +488,7 @@ def test_pipeline_top_k_none_and_threshold_mean_what_transformers_means() -> Non
     assert pipe.model.predict(image, top_k=None)["kind"]["top_k"] == every["kind"]["top_k"]
     assert pipe(image, threshold=0.0)["tags"]["labels"] == ["a", "b", "c"]
     assert pipe(image, threshold=1.0)["tags"]["labels"] == []
-    flag = every["flag"]["score"]
+    flag = every["flag"]["positive_score"]
     assert pipe(image, threshold=0.0)["flag"]["label"] == "yes" and pipe(image, threshold=1.0)["flag"]["label"] == "no"
     assert 0.0 < flag < 1.0
     assert pipe.model.predict(image, threshold=0.0)["tags"]["labels"] == ["a", "b", "c"]

@@ -92,7 +92,7 @@ def test_thresholds_from_the_config_are_applied(image_model) -> None:
     image = sample_images(1)[0]
     before = image_model.predict(image)
     p = before["tags"]["scores"]
-    flag = before["flag"]["score"]
+    flag = before["flag"]["positive_score"]  # P(yes); `score` is the probability of the predicted label
     # Just below a's and c's probability, just above b's: exactly a and c are predicted.
     thresholds = [p["a"] - 1e-3, p["b"] + 1e-3, p["c"] - 1e-3]
     specs = image_model.config.task_specs
@@ -102,10 +102,10 @@ def test_thresholds_from_the_config_are_applied(image_model) -> None:
     after = image_model.predict(image)
     assert after["tags"]["labels"] == ["a", "c"]
     assert after["tags"]["scores"] == p
-    assert after["flag"]["label"] == "no"
+    assert after["flag"] == {"label": "no", "score": pytest.approx(1 - flag), "positive_score": flag}
     specs[3].thresholds = [flag - 1e-3]
     image_model.config.set_tasks(specs)
-    assert image_model.predict(image)["flag"]["label"] == "yes"
+    assert image_model.predict(image)["flag"] == {"label": "yes", "score": flag, "positive_score": flag}
 
 
 def test_predict_is_batched_no_grad_in_eval_mode_and_restores_training(image_model) -> None:

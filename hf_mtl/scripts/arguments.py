@@ -80,6 +80,11 @@ class DataArguments:
     )
     train_file: str | None = field(default=None, metadata={"help": "csv / json / parquet: the training file."})
     validation_file: str | None = field(default=None, metadata={"help": "csv / json / parquet: the evaluation file."})
+    test_file: str | None = field(
+        default=None,
+        metadata={"help": "csv / json / parquet: a held-out test file, never used in training or model selection; "
+                  "evaluate it with `hf-mtl eval <model> <recipe> --split test`."},
+    )
     data_dir: str | None = field(default=None, metadata={"help": "imagefolder: the folder (train/ and validation/)."})
     input_column: str | None = field(
         default=None, metadata={"help": "The column of raw inputs: images (PIL or file paths) or texts."}
@@ -142,6 +147,20 @@ class ScriptArguments:
         },
     )
     show_per_label: bool = field(default=True, metadata={"help": "Print the per-label metric table after evaluation."})
+    tune_thresholds: Literal["f1", "precision", "recall"] | None = field(
+        default=None,
+        metadata={
+            "help": "After training, tune one decision threshold per label of every multilabel / binary task on the "
+            "evaluation (validation) split and save them in the model config (predict, metrics and the card use "
+            "them): `f1` maximises F1, `precision` / `recall` reach `threshold_target`. The final metrics are then "
+            "at the tuned thresholds on the split they were tuned on (optimistic): report a test split "
+            "(`hf-mtl eval --split test`).",
+            "choices": ["f1", "precision", "recall"],
+        },
+    )
+    threshold_target: float | None = field(
+        default=None, metadata={"help": "`tune_thresholds: precision | recall`: the precision / recall to reach."}
+    )
 
 
 RECIPE_DATACLASSES = (ModelArguments, DataArguments, ScriptArguments, MultiTaskTrainingArguments)
@@ -220,7 +239,7 @@ class RecipeParser(HfArgumentParser):
     """
 
     def __init__(self) -> None:
-        super().__init__(RECIPE_DATACLASSES, allow_abbrev=False, exit_on_error=False)
+        super().__init__(RECIPE_DATACLASSES, allow_abbrev=False, exit_on_error=False, epilog=UNSET_HELP)
         self.annotations = _fields()
         self.sources: dict[str, tuple[str, Any]] = {}  # key → (where its value came from, the value as written)
         for action in self._actions:
@@ -256,9 +275,20 @@ class RecipeParser(HfArgumentParser):
                 action.required = False
 
     def parse_namespace(self, texts: Mapping[str, str], source: str) -> argparse.Namespace:
-        """Parse the command-line values ``texts`` (key → text) over the defaults; a bad value names its key."""
+        """Parse the command-line values ``texts`` (key → text) over the defaults; a bad value names its key.
+
+        ``key=null`` (YAML's null: ``null``, ``~``) unsets a key whose type allows None (``data_dir=null``), as
+        ``key: null`` does in the file; a key that cannot be None is an error naming it."""
         self.check_keys(texts, source)
         self.sources.update({key: (source, text) for key, text in texts.items()})
+        unset = [key for key, text in texts.items() if is_null_text(text)]
+        for key in unset:
+            if type(None) not in _members(self.annotations[key]):
+                raise RecipeError(
+                    f"{source}: key {key!r} cannot be unset (`{key}=null` / `--no_{key}`): it must be "
+                    f"{_describe(self.annotations[key])}"
+                )
+        texts = {key: text for key, text in texts.items() if key not in unset}
         try:
             namespace, rest = self.parse_known_args([f"--{key}={text}" for key, text in texts.items()])
         except argparse.ArgumentError as err:
@@ -268,6 +298,8 @@ class RecipeParser(HfArgumentParser):
             self._type_error(action.dest, *self.sources.get(action.dest, (source, None)))
         if rest:
             raise RecipeError(f"{source}: cannot read {rest}; write `key=value` or `--key value`")
+        for key in unset:
+            setattr(namespace, key, None)
         return namespace
 
     def _type_error(self, key: str, source: str, value: Any) -> None:
@@ -298,8 +330,24 @@ def recipe_parser() -> RecipeParser:
     return RecipeParser()
 
 
+NULL_TEXTS = ("null", "Null", "NULL", "~")
+"""Command-line spellings of YAML's null: ``key=null`` unsets a key (``none`` is a value: ``weights=none``)."""
+
+
+def is_null_text(text: Any) -> bool:
+    return isinstance(text, str) and text.strip() in NULL_TEXTS
+
+
+UNSET_HELP = (
+    "Any recipe key can be overridden: `key=value` or `--key value` (`--flag` / `--no_flag` for booleans). A key whose "
+    "value may be null is unset with `key=null` or `--no_key` (`--no-key`), e.g. `data_dir=null`; `none` stays a value "
+    "(`weights=none`, `report_to=none`)."
+)
+
+
 def parse_overrides(argv: list[str]) -> dict[str, str]:
-    """``--key value``, ``--key=value``, ``key=value``, ``--flag`` (true) and ``--no_flag`` (false) → {key: text}."""
+    """``--key value``, ``--key=value``, ``key=value``, ``--flag`` (true), ``--no_flag`` (false) and ``--no_key``
+    (null: unsets a key that is not a boolean) → {key: text}."""
     known = _fields()
     out: dict[str, str] = {}
     i = 0
@@ -310,7 +358,8 @@ def parse_overrides(argv: list[str]) -> dict[str, str]:
             if "=" in body:
                 key, text = body.split("=", 1)
             elif body.startswith("no_") and body not in known and body[3:] in known:
-                key, text = body[3:], "false"
+                key = body[3:]
+                text = "false" if bool in _members(known[key]) else "null"
             elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
                 key, text = body, argv[i + 1]
                 i += 1
@@ -375,12 +424,14 @@ def check_values(values: Mapping[str, Any], source: str) -> dict[str, Any]:
 
 
 def parse_recipe(
-    recipe: str | os.PathLike | dict[str, Any] | None, overrides: list[str] | dict[str, Any] | None = None
+    recipe: str | os.PathLike | dict[str, Any] | None, overrides: list[str] | dict[str, Any] | None = None,
+    need_train: bool = True,
 ) -> tuple[ModelArguments, DataArguments, ScriptArguments, MultiTaskTrainingArguments]:
     """A YAML recipe (path or dict) plus overrides → the four argument dataclasses, validated.
 
     Overrides win over the file: a list of command-line words (``["--learning_rate", "1e-3", "max_steps=5"]``) or a
-    dict. Paths are checked to exist and the backbone to be resolvable before anything is loaded.
+    dict. Paths are checked to exist and the backbone to be resolvable before anything is loaded. ``need_train=False``
+    (evaluation) does not require the training data keys.
     """
     if isinstance(recipe, dict):
         values, source = dict(recipe), "recipe"
@@ -395,7 +446,7 @@ def parse_recipe(
     model_args, data_args, script_args, training_args = RecipeParser().parse_values(
         values, source, texts, override_source
     )
-    validate(model_args, data_args, script_args)
+    validate(model_args, data_args, script_args, need_train=need_train)
     return model_args, data_args, script_args, training_args
 
 
@@ -403,7 +454,9 @@ BUILTIN_DATASETS = ("fashion_grid", "wordnet_glosses")
 FILE_DATASETS = ("csv", "json", "parquet")
 
 
-def validate(model_args: ModelArguments, data_args: DataArguments, script_args: ScriptArguments) -> None:
+def validate(
+    model_args: ModelArguments, data_args: DataArguments, script_args: ScriptArguments, need_train: bool = True
+) -> None:
     """Checks that need no data or weights loaded: required keys, paths that must exist, a known backbone."""
     from .models import resolve_backbone, resolve_weights
 
@@ -429,13 +482,13 @@ def validate(model_args: ModelArguments, data_args: DataArguments, script_args: 
             f"recipe: set `dataset` ({', '.join(BUILTIN_DATASETS)}, imagefolder, {', '.join(FILE_DATASETS)}, or a "
             "saved dataset folder)"
         )
-    for key in ("train_file", "validation_file", "data_dir"):
+    for key in ("train_file", "validation_file", "test_file", "data_dir"):
         path = getattr(data_args, key)
         if path is not None and not os.path.exists(path):
             raise RecipeError(f"recipe: `{key}` path {path!r} does not exist")
-    if data_args.dataset in FILE_DATASETS and data_args.train_file is None:
+    if need_train and data_args.dataset in FILE_DATASETS and data_args.train_file is None:
         raise RecipeError(f"recipe: dataset {data_args.dataset!r} needs `train_file`")
-    if data_args.dataset == "imagefolder" and data_args.data_dir is None:
+    if need_train and data_args.dataset == "imagefolder" and data_args.data_dir is None:
         raise RecipeError("recipe: dataset 'imagefolder' needs `data_dir`")
     if data_args.dataset not in (*BUILTIN_DATASETS, *FILE_DATASETS, "imagefolder") and not os.path.isdir(
         data_args.dataset
@@ -450,3 +503,18 @@ def validate(model_args: ModelArguments, data_args: DataArguments, script_args: 
         raise RecipeError(f"recipe: `validation_split` must be in (0, 1), got {data_args.validation_split}")
     if script_args.heads_only_epochs < 0:
         raise RecipeError(f"recipe: `heads_only_epochs` must be >= 0, got {script_args.heads_only_epochs}")
+    check_threshold_objective(script_args.tune_thresholds, script_args.threshold_target)
+
+
+def check_threshold_objective(objective: str | None, target: float | None, keys: tuple[str, str] = (
+        "tune_thresholds", "threshold_target")) -> None:
+    """`f1` takes no target; `precision` / `recall` need one in (0, 1]."""
+    if objective is None:
+        if target is not None:
+            raise RecipeError(f"recipe: `{keys[1]}` is set but `{keys[0]}` is not (precision or recall)")
+        return
+    given = f"{keys[0]}{' ' if keys[0].startswith('--') else ': '}{objective}"
+    if objective == "f1" and target is not None:
+        raise RecipeError(f"recipe: `{given}` maximises F1 and takes no `{keys[1]}` (got {target})")
+    if objective != "f1" and (target is None or not 0.0 < target <= 1.0):
+        raise RecipeError(f"recipe: `{given}` needs `{keys[1]}` in (0, 1], got {target}")

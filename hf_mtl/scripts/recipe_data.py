@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .arguments import DataArguments, RecipeError
+from .arguments import FILE_DATASETS, DataArguments, RecipeError
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +135,219 @@ def with_preprocessing(dataset: Any, processor: Any, column: str, train: bool, a
     from ..preprocessing import dataset_transform
 
     return dataset.with_transform(dataset_transform(processor, column, train=train, allow_empty_text=allow_empty_text))
+
+
+# ------------------------------------------------------------------------------------- evaluation data (hf-mtl eval)
+SPLIT_FILE_KEYS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
+"""File datasets: the recipe key that holds each split."""
+EVAL_SPLIT_ORDER = ("validation", "valid", "eval", "test")
+"""The split training evaluates (and selects) on, first found (as ``load_recipe_datasets``)."""
+FILE_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass
+class EvalData:
+    """The rows ``hf-mtl eval`` / ``tune-thresholds`` score, and what they are, for the header and the results file."""
+
+    dataset: Any
+    name: str
+    """Names the results file (``eval_<name>_results.json``): the split, or the file / folder name, sanitised."""
+    description: str
+    source: dict[str, Any] = field(default_factory=dict)
+    """``dataset``, ``split``, ``file``, ``data_dir``: where the rows came from (JSON)."""
+    total_rows: int = 0
+    """Rows before `max_eval_samples`."""
+
+    @property
+    def rows(self) -> int:
+        return len(self.dataset)
+
+    def header(self) -> str:
+        capped = f" (the first {self.rows} of {self.total_rows}: max_eval_samples)" if self.rows < self.total_rows else ""
+        return f"{self.description}: {self.rows} rows{capped}"
+
+
+def _file_name(path: str) -> str:
+    from ..tasks import metric_key
+
+    return metric_key(os.path.basename(os.path.normpath(path)))
+
+
+def _read(where: str, load: Any) -> Any:
+    """``load()``, with a reader's error turned into a RecipeError naming ``where``."""
+    import datasets
+
+    try:
+        return load()
+    except (datasets.exceptions.DatasetGenerationError, datasets.data_files.EmptyDatasetError, ValueError,
+            OSError) as err:
+        cause = err.__cause__ or err.__context__
+        raise RecipeError(f"{where} cannot be read: {err}"
+                          + (f" ({type(cause).__name__}: {cause})" if cause is not None else "")) from err
+
+
+def _absolute_inputs(dataset: Any, data_args: DataArguments, file: str) -> Any:
+    """Input paths in a CSV/JSON are relative to that file (as `_resolve_relative_paths` does for training)."""
+    column = data_args.input_column or next((c for c in DEFAULT_INPUT_COLUMNS if c in dataset.column_names), None)
+    if column is None or column not in dataset.column_names or not len(dataset):
+        return dataset
+    base, first = os.path.dirname(os.path.abspath(file)), dataset[0][column]
+    if isinstance(first, str) and not os.path.isabs(first) and os.path.exists(os.path.join(base, first)):
+        dataset = dataset.map(lambda row: {column: os.path.join(base, row[column])})
+    return dataset
+
+
+def _load_file(data_args: DataArguments, file: str) -> Any:
+    import datasets
+
+    if not os.path.isfile(file):
+        raise RecipeError(f"eval: file {file!r} does not exist")
+    kind = FILE_EXTENSIONS.get(os.path.splitext(file)[1].lower())
+    kind = kind or (data_args.dataset if data_args.dataset in FILE_DATASETS else None)
+    if kind is None:
+        raise RecipeError(f"eval: cannot tell the format of {file!r}: name it .json / .jsonl / .csv / .parquet")
+    loaded = _read(f"eval: the {kind} file {file!r}",
+                   lambda: datasets.load_dataset(kind, data_files={"eval": os.path.abspath(file)})["eval"])
+    return _absolute_inputs(loaded, data_args, file)
+
+
+def _is_saved_dataset(folder: str) -> bool:
+    return any(os.path.isfile(os.path.join(folder, name)) for name in ("dataset_dict.json", "state.json"))
+
+
+def _folder_split(folder: str, split: str | None, fallback: tuple[str, ...] = ()) -> tuple[Any, str | None]:
+    """One split of an ``imagefolder`` or ``save_to_disk`` folder, reading only that split's files.
+
+    ``split=None``: the first of ``fallback`` the folder has, else its only split (several: an error asking which).
+    Returns ``(dataset or None when a fallback split is absent, split)``."""
+    import datasets
+
+    if not os.path.isdir(folder):
+        raise RecipeError(f"eval: folder {folder!r} does not exist")
+    if _is_saved_dataset(folder):
+        loaded = _read(f"eval: the saved dataset {folder!r}", lambda: datasets.load_from_disk(folder))
+        splits = {"train": loaded} if isinstance(loaded, datasets.Dataset) else dict(loaded)
+    else:
+        from datasets.data_files import get_data_patterns
+
+        patterns = {str(k): v for k, v in _read(f"eval: the imagefolder {folder!r}",
+                                                 lambda: get_data_patterns(folder)).items()}
+        splits = dict.fromkeys(patterns)
+    names = list(splits)
+    if split is None:
+        split = next((s for s in fallback if s in splits), None)
+        if split is None and fallback:
+            return None, None
+        if split is None and len(names) > 1:
+            raise RecipeError(f"eval: {folder!r} has the splits {names}: choose one with --split")
+        split = split or names[0]
+    if split not in splits:
+        hint = "" if _is_saved_dataset(folder) else (
+            " (an imagefolder's splits are its train/, validation/ (valid/, val/, dev/) and test/ (eval/) folders)")
+        raise RecipeError(f"eval: {folder!r} has no split {split!r}; its splits: {names}{hint}")
+    if splits[split] is None:  # imagefolder: read this split's files only (metadata.jsonl label columns included)
+        splits[split] = _read(f"eval: split {split!r} of the imagefolder {folder!r}", lambda: datasets.load_dataset(
+            "imagefolder", data_dir=folder, data_files={split: patterns[split]})[split])
+    return splits[split], split
+
+
+def _builtin_split(data_args: DataArguments, split: str, seed: int) -> Any:
+    from . import demo_data
+
+    if split == "train":
+        n, demo_split, rng = data_args.max_train_samples, "train", seed
+    elif split in ("validation", "eval"):
+        n, demo_split, rng = data_args.max_eval_samples, "test", seed + 1
+    else:
+        raise RecipeError(
+            f"eval: the built-in {data_args.dataset} data has the splits train and validation (its evaluation set, "
+            f"drawn from the source's test part and also used for model selection); no {split!r}"
+        )
+    try:
+        if data_args.dataset == "fashion_grid":
+            return demo_data.fashion_grid_dataset(n or (2000 if split == "train" else 500), demo_split,
+                                                  missing_rate=data_args.missing_rate if split == "train" else 0.0,
+                                                  seed=rng)
+        return demo_data.wordnet_gloss_dataset(n or (4000 if split == "train" else 1000), demo_split, seed=rng)
+    except FileNotFoundError as err:
+        raise RecipeError(f"recipe: `dataset: {data_args.dataset}`: {err}") from err
+
+
+def _held_out(data_args: DataArguments, seed: int) -> Any:
+    """The share of the training data that training held out for evaluation: the same rows, by the same split."""
+    _, evaluation = load_recipe_datasets(replace(data_args, max_eval_samples=None, max_train_samples=None), seed=seed)
+    return evaluation
+
+
+def load_eval_data(
+    data_args: DataArguments, *, split: str | None = None, file: str | None = None, data_dir: str | None = None,
+    seed: int = 42,
+) -> EvalData:
+    """The rows to evaluate: a ``file``, a folder (``data_dir``, optionally one ``split`` of it), one ``split`` of the
+    recipe's data, or (none given) the recipe's evaluation split as training used it.
+
+    Only those rows are read: never the training data, except for ``--split train`` and for a validation share
+    held out of the training data (``validation_split``), which can only be drawn from it. ``max_eval_samples``
+    keeps the first rows; the header says so."""
+    kind = data_args.dataset
+    source: dict[str, Any] = {"dataset": kind, "split": split, "file": None, "data_dir": None}
+    if file is not None:
+        if split is not None:
+            raise RecipeError("eval: give --file or --split, not both (a file is one set of rows)")
+        dataset, name = _load_file(data_args, file), _file_name(file)
+        source.update(file=os.path.abspath(file), dataset=FILE_EXTENSIONS.get(os.path.splitext(file)[1].lower(), kind))
+        description = f"file {os.path.abspath(file)}"
+    elif data_dir is not None:
+        asked = split
+        dataset, split = _folder_split(data_dir, split)
+        source.update(data_dir=os.path.abspath(data_dir), split=split,
+                      dataset="save_to_disk" if _is_saved_dataset(data_dir) else "imagefolder")
+        name = _file_name(data_dir) + ("" if asked is None else f"_{split}")
+        where = f"{source['dataset']} {os.path.abspath(data_dir)}"
+        description = where if asked is None else f"split {split!r} of {where}"  # no --split: its only split
+    elif kind in ("fashion_grid", "wordnet_glosses"):
+        split = split or "validation"
+        dataset, name = _builtin_split(data_args, split, seed), split
+        description = f"split {split!r} of the built-in {kind} data (generated with seed {seed + (split != 'train')})"
+    elif kind in FILE_DATASETS:
+        dataset, split, path, description = _file_split(data_args, split, seed)
+        name = split
+        source.update(split=split, file=os.path.abspath(path))
+    else:  # imagefolder or a save_to_disk folder
+        folder = data_args.data_dir if kind == "imagefolder" else kind
+        dataset, found = _folder_split(folder, split, fallback=() if split else EVAL_SPLIT_ORDER)
+        source["data_dir"] = os.path.abspath(folder)
+        if dataset is None and split in (None, "validation"):
+            dataset, found = _held_out(data_args, seed), "validation"
+            description = (f"split 'validation' held out of {kind} {os.path.abspath(folder)}'s training rows "
+                           f"(validation_split {data_args.validation_split}, seed {seed}), as in training")
+        else:
+            description = f"split {found!r} of {kind if kind == 'imagefolder' else 'saved dataset'} " \
+                          f"{os.path.abspath(folder)}"
+        split = name = found
+        source["split"] = split
+    total = len(dataset)
+    if data_args.max_eval_samples is not None and kind not in ("fashion_grid", "wordnet_glosses"):
+        dataset = dataset.select(range(min(total, data_args.max_eval_samples)))
+    logger.info("evaluation data: %s, %d of %d rows", description, len(dataset), total)
+    return EvalData(dataset=dataset, name=name, description=description, source=source, total_rows=total)
+
+
+def _file_split(data_args: DataArguments, split: str | None, seed: int) -> tuple[Any, str, str, str]:
+    """One split of a csv / json / parquet recipe: its file (`train_file`, `validation_file`, `test_file`), or the
+    validation share held out of `train_file` when there is no `validation_file`."""
+    split = split or "validation"
+    if split not in SPLIT_FILE_KEYS:
+        raise RecipeError(f"eval: a {data_args.dataset} recipe has the splits {list(SPLIT_FILE_KEYS)} "
+                          f"(keys {', '.join(SPLIT_FILE_KEYS.values())}); no {split!r} (or give --file)")
+    key = SPLIT_FILE_KEYS[split]
+    path = getattr(data_args, key)
+    if path is None and split == "validation" and data_args.train_file is not None:
+        description = (f"split 'validation' held out of train_file {os.path.abspath(data_args.train_file)} "
+                       f"(validation_split {data_args.validation_split}, seed {seed}), as in training")
+        return _held_out(data_args, seed), split, data_args.train_file, description
+    if path is None:
+        raise RecipeError(f"eval: --split {split}: the recipe sets no `{key}`; add `{key}: path` to it (or "
+                          f"`{key}=path` on the command line), or give --file path")
+    description = f"split {split!r} of the recipe's data: {key} {os.path.abspath(path)}"
+    return _load_file(data_args, path), split, path, description

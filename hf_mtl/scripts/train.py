@@ -211,6 +211,10 @@ def run(
     train_ds = with_preprocessing(train_raw, processor, column, train=data_args.augment, allow_empty_text=allow_empty)
     eval_ds = with_preprocessing(eval_raw, processor, column, train=False, allow_empty_text=allow_empty) \
         if eval_raw is not None else None
+    if script_args.tune_thresholds:  # before any training: an evaluation split and a task with thresholds
+        from .tune_thresholds import check_tunable
+
+        check_tunable(specs, eval_ds is not None)
     compute_metrics = build_compute_metrics(model)
     common: dict[str, Any] = {"compute_metrics": compute_metrics, "processing_class": processor}
     if data_args.label_columns:
@@ -283,6 +287,11 @@ def run(
             with open(os.path.join(training_args.output_dir, STAGE_SELECTION_FILE), "w", encoding="utf-8") as handle:
                 json.dump({"kept": kept, "reason": reason, "rule": script_args.final_model, "table": table}, handle,
                           indent=2)
+    if script_args.tune_thresholds and metrics:  # saved in the config below, so the card and predict use them
+        from .tune_thresholds import tune_after_training
+
+        metrics = tune_after_training(trainer, compute_metrics, script_args.tune_thresholds,
+                                      script_args.threshold_target, metrics)
     # With push_to_hub the stock save_model would push now, before the final evaluation: the push below carries it.
     trainer.save_model(_internal_call=training_args.push_to_hub)
     trainer.log_metrics("train", train_result.metrics)
