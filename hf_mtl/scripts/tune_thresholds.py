@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 from .arguments import UNSET_HELP, RecipeError, check_threshold_objective
-from .eval import add_data_arguments, cleanup, parse_args, setup
+from .evaluation import add_data_arguments, cleanup, parse_args, setup
 
 TUNING_FILE = "threshold_tuning.json"
 OBJECTIVES = ("f1", "precision", "recall")  # hf_mtl.metrics.thresholds.OBJECTIVES (not imported: sklearn at --help)
