@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work-dir", default=None, help="Where the data and the model go (default: a temp folder).")
     args = parser.parse_args(argv)
     sizes = {"train": 48, "validation": 24, "test": 24} if args.quick else \
-        {"train": 2000, "validation": 1000, "test": 1000}
+        {"train": 2000, "validation": 500, "test": 1000}
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="hf_mtl_threshold_tuning_"))
     data, model = work / "data", work / "model"
     write_imagefolder(data, sizes, args.seed)

@@ -233,3 +233,15 @@ def test_text_baseline(tmp_path):
     results = check_report(report, tmp_path, "text_baseline", png=False)
     assert set(results["tfidf_logreg"]) == {"pos", "supersense", "kind"}
     assert all(0.0 <= r["value"] <= 1.0 for r in results["tfidf_logreg"].values())
+
+
+@needs_data
+@pytest.mark.slow  # four CLI processes
+def test_threshold_tuning(tmp_path):
+    from benchmarks import threshold_tuning as bench
+
+    report = bench.main([*TINY, "--output-dir", str(tmp_path), "--work-dir", str(tmp_path / "work")])
+    results = check_report(report, tmp_path, "threshold_tuning", png=False)
+    assert set(results["runs"]) == {"train", "eval_test_at_0.5", "tune_thresholds", "eval_test_tuned"}
+    assert "data:  split 'test' of imagefolder" in results["runs"]["eval_test_tuned"]["stdout"]
+    assert len(results["per_label"]) == 11  # 10 `present` labels and `two_bags`

@@ -108,3 +108,27 @@ def test_a_key_is_unset_with_null_or_no_key(tmp_path):
         parse_recipe(recipe, ["learning_rate=null"])
     with pytest.raises(RecipeError, match=r"set `dataset`"):
         parse_recipe(recipe, ["--no_dataset"])  # unset, then required: the usual error names it
+
+
+def test_built_in_data_splits(tmp_path, capsys):
+    """Built-in data: `max_eval_samples` still sets how many rows are generated; it has no separate test split."""
+    import hf_mtl
+    from tests.recipe_helpers import REPO
+    from tests.tiny_models import IMAGE_SIZE, timm_model
+
+    try:
+        from hf_mtl.scripts.demo_data import FASHION_MNIST_CLASSES, fashion_mnist_dir
+
+        fashion_mnist_dir()
+    except (ImportError, FileNotFoundError) as err:
+        pytest.skip(f"Fashion-MNIST missing: {err}")
+    model = timm_model([{"name": "present", "type": "multilabel", "labels": list(FASHION_MNIST_CLASSES)}])
+    model.save_pretrained(tmp_path / "model")
+    hf_mtl.build_processor(model, image_size=IMAGE_SIZE).save_pretrained(tmp_path / "model")
+    recipe = str(REPO / "recipes" / "fashion_grid_efficientnet.yaml")
+    code, out = run_main("eval", str(tmp_path / "model"), recipe, "max_eval_samples=16")
+    assert code == 0, out[-2000:]
+    assert "data:  split 'validation' of the built-in fashion_grid data (generated with seed 1): 16 rows" in out
+    assert _results(tmp_path / "model", "validation")["data"]["split"] == "validation"
+    assert run_main("eval", str(tmp_path / "model"), recipe, "--split", "test")[0] == 2
+    assert "has the splits train and validation" in capsys.readouterr().err

@@ -308,6 +308,7 @@ def load_eval_data(
     elif kind in ("fashion_grid", "wordnet_glosses"):
         split = split or "validation"
         dataset, name = _builtin_split(data_args, split, seed), split
+        source["split"] = split
         description = f"split {split!r} of the built-in {kind} data (generated with seed {seed + (split != 'train')})"
     elif kind in FILE_DATASETS:
         dataset, split, path, description = _file_split(data_args, split, seed)

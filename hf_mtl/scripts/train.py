@@ -291,7 +291,7 @@ def run(
         from .tune_thresholds import tune_after_training
 
         metrics = tune_after_training(trainer, compute_metrics, script_args.tune_thresholds,
-                                      script_args.threshold_target, metrics)
+                                      script_args.threshold_target)
     # With push_to_hub the stock save_model would push now, before the final evaluation: the push below carries it.
     trainer.save_model(_internal_call=training_args.push_to_hub)
     trainer.log_metrics("train", train_result.metrics)

@@ -48,19 +48,25 @@ def check_tunable(specs: list, has_eval: bool) -> None:
                           f"the tasks are {[f'{s.name} ({s.type})' for s in specs]}")
 
 
-def tune(trainer: Any, compute_metrics: Any, objective: str, target: float | None, dataset: Any = None,
-         before: dict[str, float] | None = None) -> dict[str, Any]:
-    """Tune with ``trainer.tune_thresholds`` (written into the model config) and re-evaluate at the new thresholds.
+def tune(trainer: Any, compute_metrics: Any, objective: str, target: float | None, dataset: Any = None) -> dict[str, Any]:
+    """Tune the thresholds on ``dataset`` (default: the trainer's eval set) and write them into the model config.
 
-    ``before``: this dataset's metrics at the current thresholds, when already computed. Returns the report:
-    ``thresholds`` ``{task: [per label]}``, ``table`` (per label: threshold, F1 and accuracy before / after),
-    ``metrics`` (``eval_*`` at the tuned thresholds)."""
-    if before is None:
-        before = trainer.evaluate(dataset)
+    One prediction pass: the logits score the current thresholds, are tuned on (``hf_mtl.metrics.tune_thresholds``,
+    as ``MultiTaskTrainer.tune_thresholds``), and score the new ones. Returns the report: ``thresholds``
+    ``{task: [per label]}``, ``table`` (per label: threshold, F1 and accuracy before / after) and ``metrics``
+    (``eval_*`` at the tuned thresholds)."""
+    from transformers import EvalPrediction
+
+    from ..metrics import apply_thresholds, tune_thresholds
+
+    output = trainer.predict(dataset if dataset is not None else trainer.eval_dataset, metric_key_prefix="eval")
     per_label_before = compute_metrics.last.per_label
-    specs_before = {spec.name: spec for spec in trainer.task_specs}
-    thresholds = trainer.tune_thresholds(dataset, objective=objective, target=target)
-    metrics = trainer.evaluate(dataset)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    specs_before = {spec.name: spec for spec in model.task_specs}
+    thresholds = tune_thresholds(model, output.predictions, output.label_ids, objective=objective, target=target)
+    apply_thresholds(model, thresholds)
+    after = compute_metrics(EvalPrediction(predictions=output.predictions, label_ids=output.label_ids))
+    metrics = {**output.metrics, **{f"eval_{key}": value for key, value in after.items()}}
     per_label_after = compute_metrics.last.per_label
     table = []
     for task, values in thresholds.items():
@@ -90,10 +96,10 @@ def format_table(table: list[dict[str, Any]]) -> str:
 
 
 def tune_after_training(trainer: Any, compute_metrics: Any, objective: str, target: float | None,
-                        metrics: dict[str, float], where: str = "the evaluation split") -> dict[str, float]:
-    """A recipe's `tune_thresholds`: tune on the trainer's eval split after training (``metrics``: its last
-    evaluation there); returns the metrics at the tuned thresholds, which the saved model and its card then carry."""
-    report = tune(trainer, compute_metrics, objective, target, before=metrics)
+                        where: str = "the evaluation split") -> dict[str, float]:
+    """A recipe's `tune_thresholds`: tune on the trainer's eval split after training; returns the metrics at the tuned
+    thresholds, which the saved model and its card then carry."""
+    report = tune(trainer, compute_metrics, objective, target)
     if trainer.is_world_process_zero():
         goal = objective if target is None else f"{objective} >= {target}"
         print(f"\n== thresholds tuned ({goal}) on {where}; the metrics below are on the same rows (optimistic: "
