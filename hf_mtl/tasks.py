@@ -105,7 +105,8 @@ class TaskSpec:
         type (`str`): one of ``TASK_TYPES``: `multilabel` (a sigmoid per label), `binary` (one sigmoid), `multiclass`
             (softmax over classes), `ordinal` (ordered classes, CORAL: K-1 rank-consistent logits) or `regression`.
         labels (`list[str]`, *optional*): label names (multilabel), class names (multiclass; lowest to highest for
-            ordinal), `[positive]` or `[negative, positive]` (binary), output names (regression).
+            ordinal), `[positive]` or `[negative, positive]` (binary; unset: `[not_<task>, <task>]`), output names
+            (regression; unset: the task's name for one output, `<task>_<i>` for several).
         num_outputs (`int`, *optional*): the number of outputs when `labels` is not given (ordinal: K-1 for K classes).
         hidden_sizes (`list[int]`): widths of the head's hidden layers; empty: one linear (or CORAL) layer.
         activation (`str`): hidden-layer activation, one of ``HEAD_ACTIVATIONS``.
