@@ -239,7 +239,11 @@ def save_balancer_state(balancer: TaskBalancer, folder: str | os.PathLike) -> No
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in balancer.state_dict().items()}
-    save_file(state, os.path.join(folder, BALANCER_STATE_NAME), metadata={"strategy": balancer.name})
+    from .safety import restore_default_modes
+
+    path = os.path.join(folder, BALANCER_STATE_NAME)
+    save_file(state, path, metadata={"strategy": balancer.name})
+    restore_default_modes(path)  # safetensors writes 0600
 
 
 def load_balancer_state(balancer: TaskBalancer, folder: str | os.PathLike) -> bool:

@@ -18,7 +18,7 @@ from .backbones import Backbone, backbone_config_dict, detect_backbone_library, 
 from .configuration_mtl import MultiTaskConfig
 from .heads import TaskHead
 from .losses import multitask_loss
-from .safety import safe_loading_kwargs
+from .safety import restore_default_modes, safe_loading_kwargs
 from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,13 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         if self.is_distributed_loading_by_transformers:
             return super().should_save_on_this_rank(is_main_process)
         return is_main_process and int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        """transformers' save, with the weights given the mode of the other files (safetensors writes them 0600)."""
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        if os.path.isdir(save_directory):
+            restore_default_modes(save_directory)
+        return out
 
     @staticmethod
     def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, *args: Any, **kwargs: Any):

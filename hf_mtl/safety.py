@@ -311,3 +311,40 @@ def redact_secrets(text: str, *secrets: str | None) -> str:
         if isinstance(secret, str) and len(secret) >= 8:
             text = text.replace(secret, "***")
     return HUB_TOKEN_PATTERN.sub("hf_***", text)
+
+
+# ------------------------------------------------------------------------------------------------------- file modes
+def default_file_mode(directory: bool = False) -> int:
+    """The permission bits ``open()`` / ``os.mkdir`` give a new file / folder under the process umask."""
+    umask = None
+    try:  # Linux >= 4.7 reports the umask without changing it (the os.umask read-and-restore is not thread-safe)
+        with open("/proc/self/status", encoding="ascii") as handle:
+            umask = next((int(line.split()[1], 8) for line in handle if line.startswith("Umask:")), None)
+    except OSError:
+        pass
+    if umask is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def restore_default_modes(*paths: str | os.PathLike, pattern: str = "*.safetensors") -> None:
+    """Give the files matching ``pattern`` in ``paths`` (files, or folders: not recursive) the mode of an ordinary new
+    file.
+
+    safetensors >= 0.8 writes through a ``NamedTempFile`` renamed into place, which is always created ``0600``
+    (safetensors issue #782): a model saved under umask 022 would be unreadable to other users (a shared cache, a
+    Docker image built as root) while its ``config.json`` is not. ``tempfile.mkdtemp`` folders are ``0700`` likewise.
+    Only files still at the temp-file modes are changed, so a mode the user chose survives.
+    """
+    from fnmatch import fnmatch
+
+    file_mode = default_file_mode()
+    for path in map(os.fspath, paths):
+        if os.path.isdir(path):
+            candidates = [os.path.join(path, name) for name in os.listdir(path) if fnmatch(name, pattern)]
+        else:
+            candidates = [path]
+        for candidate in candidates:
+            if os.path.isfile(candidate) and os.stat(candidate).st_mode & 0o777 == 0o600:
+                os.chmod(candidate, file_mode)

@@ -640,8 +640,12 @@ class MultiTaskTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Save like the stock Trainer, but keep the folder pickle-free: the training arguments go to
         ``training_args.json`` (tokens redacted by ``TrainingArguments.to_dict``) instead of ``training_args.bin``."""
+        from .safety import restore_default_modes
+
         super()._save(output_dir, state_dict=state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save and os.path.isdir(output_dir):  # PEFT adapters and state dicts bypass our save
+            restore_default_modes(output_dir)
         if self.args.should_save and os.path.isfile(os.path.join(output_dir, TRAINING_ARGS_NAME)):
             self._write_training_args(output_dir)
 

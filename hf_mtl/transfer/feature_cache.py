@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..safety import default_file_mode
 from .blocks import unwrap_multitask_model
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ def cache_features(
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
     try:
         table.save_to_disk(tmp)
+        os.chmod(tmp, default_file_mode(directory=True))  # mkdtemp made it 0700: an ordinary folder, as the files in it
         os.replace(tmp, path)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
