@@ -49,6 +49,8 @@ class MultiTaskConfig(PretrainedConfig):
             as `timm/resnet18.a1_in1k`, a local file or folder), written by `load_backbone_weights`; None when the
             backbone started from a random initialisation. Informational only (never read to load anything): the
             model card names a base model only when it is set.
+        backbone_hub_id (`str`, *optional*): the Hub id of the model `backbone` is a local copy of (e.g. a model
+            shipped in a pip package, resolved offline by a recipe), so the card names it instead of a local path.
     """
 
     model_type = "hf_mtl"
@@ -61,6 +63,7 @@ class MultiTaskConfig(PretrainedConfig):
     tasks: list[dict[str, Any]] | None = None
     backbone_license: str | None = None
     backbone_weights: str | None = None
+    backbone_hub_id: str | None = None
     hf_mtl_version: str | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:

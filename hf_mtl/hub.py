@@ -1,7 +1,7 @@
-"""Pushing to the Hub: one commit of config, safetensors weights, processor files, model card and chart, and a
+"""Pushing to the Hub: one commit of config, safetensors weights, processor files, model card and plots, and a
 [`PushToHubError`] that says what reached the Hub when it fails part-way.
 
-The card is rendered by ``hf_mtl.modelcard`` (chart: ``hf_mtl.chart``); a loaded model's processor comes from
+The card is rendered by ``hf_mtl.modelcard`` (plots: ``hf_mtl.chart``); a loaded model's processor comes from
 ``hf_mtl.processor_loading``. Tokens are only handed to ``huggingface_hub`` calls: never logged, never written into
 the card, the recipe or any file.
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .chart import CHART_FILENAME
+from .chart import PLOTS_DIR
 from .modelcard import write_model_card
 from .safety import redact_secrets
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def save_for_hub(model: Any, folder: str | os.PathLike, *, processor: Any = None, **card_kwargs: Any) -> Path:
-    """Everything a Hub repo needs, in ``folder``: config, safetensors weights, processor files, card and chart."""
+    """Everything a Hub repo needs, in ``folder``: config, safetensors weights, processor files, card and plots."""
     folder = Path(folder)
     model.save_pretrained(folder)
     if processor is None:
@@ -134,7 +134,7 @@ def push_to_hub(
     create_pr: bool = False,
     **card_kwargs: Any,
 ):
-    """Create ``repo_id`` if needed and upload the model, its processor, card and chart in one commit.
+    """Create ``repo_id`` if needed and upload the model, its processor, card and plots in one commit.
 
     ``card_kwargs`` go to [`create_model_card`] (``metrics``, ``per_label_metrics``, ``datasets``, ...).
     Returns huggingface_hub's ``CommitInfo``. If the Hub fails (down, HTTP error, timeout), raises [`PushToHubError`]:
@@ -168,8 +168,10 @@ def push_to_hub(
             repo_id=repo_id,
             folder_path=folder,
             commit_message=commit_message or "Upload hf_mtl multi-task model",
-            # A chart or weight shards of an earlier push that this one does not rewrite would be stale.
-            delete_patterns=[CHART_FILENAME, "model*.safetensors", "model.safetensors.index.json"],
+            # Plots (the old per-label chart at the top level too) or weight shards of an earlier push that this one
+            # does not rewrite would be stale.
+            delete_patterns=[f"{PLOTS_DIR}/*", "per_label_metrics.png", "model*.safetensors",
+                             "model.safetensors.index.json"],
             revision=revision,
             create_pr=create_pr,
         )

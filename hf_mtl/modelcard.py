@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .chart import CHART_FILENAME, plot_per_label_metrics
+from .chart import per_label_table, write_plots
 from .preprocessing import input_kind
 from .tasks import TaskSpec
 
@@ -100,39 +100,6 @@ def task_baseline_results(specs: Sequence[TaskSpec], metrics: Mapping[str, Any] 
     ]
 
 
-# ------------------------------------------------------------------------------------------------- per-label table
-def _format_cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "–"  # undefined on this eval set (e.g. no present label), never faked
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) > 1):
-        return str(int(value))
-    return f"{value:.4f}"
-
-
-def per_label_table(
-    specs: Sequence[TaskSpec], per_label: Mapping[str, Mapping[str, Mapping[str, float]]] | None
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """``{task: {label: {metric: value}}}`` → (metric columns, rows ``{task, label, cells, text}``) in config order."""
-    if not per_label:
-        return [], []
-    unknown = sorted(set(per_label) - {spec.name for spec in specs})
-    if unknown:
-        raise ValueError(f"per-label metrics for unknown tasks {unknown}; the model's tasks are {[s.name for s in specs]}")
-    columns: list[str] = []
-    for labels in per_label.values():
-        for values in labels.values():
-            columns.extend(m for m in values if m not in columns)
-    rows = []
-    for spec in specs:
-        labels = per_label.get(spec.name) or {}
-        order = [name for name in spec.label_names if name in labels] + [n for n in labels if n not in spec.label_names]
-        for label in order:
-            values = labels[label]
-            cells = [values.get(m) for m in columns]
-            rows.append({"task": spec.name, "label": label, "cells": cells, "text": [_format_cell(v) for v in cells]})
-    return columns, rows
-
-
 # ------------------------------------------------------------------------------------------------------ card data
 def _timm_pretrained_cfg(config: Any) -> Any:
     if config.backbone_library != "timm":
@@ -142,16 +109,102 @@ def _timm_pretrained_cfg(config: Any) -> Any:
     return timm.models.get_pretrained_cfg(config.backbone.removeprefix("timm/"))
 
 
+def _is_hub_id(value: Any) -> bool:
+    """``owner/name`` that is not a local path (what a Hub repo id looks like)."""
+    return (isinstance(value, str) and value.count("/") == 1 and not value.startswith((".", "/", "~"))
+            and " " not in value and not os.path.exists(value))
+
+
 def default_base_model(config: Any) -> str | None:
-    """The Hub id the backbone's pretrained weights were loaded from; None when no weights were loaded (a random
-    initialisation must not claim a base model) or they came from a local file or folder."""
+    """The Hub id of the backbone's pretrained weights: the one they were loaded from, or the Hub model a local copy
+    is of (``backbone_hub_id``, e.g. a model shipped in a pip package); None when no weights were loaded (a random
+    initialisation must not claim a base model) or they came from a file or folder of unknown origin."""
     source = getattr(config, "backbone_weights", None)
     if not source:
         return None
+    if _is_hub_id(str(source)):
+        return str(source)
+    hub_id = getattr(config, "backbone_hub_id", None)
+    return hub_id if _is_hub_id(hub_id) else None
+
+
+def package_of(path: str) -> tuple[str, str | None, str | None, str] | None:
+    """``(distribution, version, summary, path inside the installed packages)`` when ``path`` lies in an installed
+    Python package (``site-packages``), else None; read from the path and the package metadata, so it also works
+    for a path recorded on another machine."""
+    from importlib import metadata
+
+    parts = Path(path).parts
+    marker = next((i for i, part in enumerate(parts) if part in ("site-packages", "dist-packages")), None)
+    if marker is None or marker + 1 >= len(parts):
+        return None
+    top, inside = parts[marker + 1], "/".join(parts[marker + 1:])
+    names = metadata.packages_distributions().get(top) or [top.replace("_", "-")]
+    try:
+        meta = metadata.metadata(names[0])
+        return meta["Name"], meta["Version"], meta.get("Summary"), inside
+    except metadata.PackageNotFoundError:
+        return names[0], None, None, inside
+
+
+def display_path(value: Any) -> Any:
+    """A local path as a card may show it: a path inside an installed package as ``package: path``, another absolute
+    path by its last two parts (the machine's layout stays out of a published card); anything else unchanged."""
+    if not isinstance(value, str) or not os.path.isabs(value):
+        return value
+    package = package_of(value)
+    if package is not None:
+        return f"{package[3]} (pip package {package[0]})"
+    parts = Path(value).parts
+    return ".../" + "/".join(parts[-2:]) if len(parts) > 3 else value
+
+
+def backbone_display_name(config: Any) -> str:
+    """The backbone as a reader knows it: its Hub id when known (a packaged copy's included), never a local path."""
+    hub_id = getattr(config, "backbone_hub_id", None)
+    if hub_id:
+        return hub_id
+    return str(display_path(config.backbone))
+
+
+def weights_provenance(config: Any) -> str:
+    """Where the backbone weights came from, exactly as they were loaded (Markdown, for the card)."""
+    source = getattr(config, "backbone_weights", None)
+    if not source:
+        return "randomly initialised: no pretrained weights were loaded"
     source = str(source)
-    if source.count("/") == 1 and not os.path.exists(source) and " " not in source:
-        return source
-    return None
+    if _is_hub_id(source):
+        return f"pretrained weights from [{source}](https://huggingface.co/{source}) on the Hub"
+    if not os.path.isabs(source) and not os.path.exists(source):
+        return f"pretrained weights from {source}"  # e.g. timm's own download without a Hub id
+    what = "folder" if os.path.isdir(source) or not Path(source).suffix else "file"
+    package = package_of(source)
+    hub_id = getattr(config, "backbone_hub_id", None)
+    copy = f", a copy of [{hub_id}](https://huggingface.co/{hub_id})" if hub_id else ""
+    if package is not None:
+        name, version, summary, inside = package
+        described = f' ("{summary.strip()}")' if summary else ""
+        return (f"pretrained weights loaded from the {what} `{inside}` of the pip package `{name}`"
+                f"{f' {version}' if version else ''}{described}{copy}")
+    return f"pretrained weights loaded from a local {what} `{Path(source).name}`{copy}"
+
+
+GENERIC_FOLDER_NAMES = {"model", "models", "output", "outputs", "out", "run", "runs", "final", "best", "saved", "tmp",
+                        "temp", "export", "result", "results", "checkpoint", "last-checkpoint", "path"}
+"""Folder names that say nothing about a model: never a card's title."""
+
+
+def default_model_name(config: Any, *candidates: str | os.PathLike | None) -> str:
+    """The card's title: the last part of the first candidate (a repo id, the model folder) that names something,
+    else the backbone and the tasks (``MiniLM-L6-v2 multi-task model: pos, supersense``)."""
+    for candidate in (*candidates, getattr(config, "name_or_path", None)):
+        if not candidate:
+            continue
+        name = Path(os.fspath(candidate).rstrip("/")).name
+        if name and name.lower() not in GENERIC_FOLDER_NAMES and not name.startswith(("tmp", ".", "checkpoint-")):
+            return name
+    backbone = backbone_display_name(config).split("/")[-1].split(" ")[0]
+    return f"{backbone} multi-task model: {', '.join(config.task_names)}"
 
 
 def default_license(config: Any) -> str | None:
@@ -173,8 +226,12 @@ def training_recipe(args: Any = None, state: Any = None) -> list[tuple[str, Any]
 
     values = args.to_dict() if hasattr(args, "to_dict") else dict(args)
     base = {f.name for f in fields(TrainingArguments)} if isinstance(args, TrainingArguments) else set()
-    keys = [k for k in RECIPE_KEYS if k in values] + [k for k in values if k not in base and k not in RECIPE_KEYS]
-    recipe = [(k, values[k]) for k in keys if not k.endswith("_token") and values[k] is not None]
+    # hf_mtl's own arguments when the run changed them (a default LoRA rank says nothing about a run without LoRA)
+    defaults = {f.name: f.default for f in fields(args)} if isinstance(args, TrainingArguments) else {}
+    keys = [k for k in RECIPE_KEYS if k in values] + [
+        k for k in values if k not in base and k not in RECIPE_KEYS and (k not in defaults or values[k] != defaults[k])
+    ]
+    recipe = [(k, display_path(values[k])) for k in keys if not k.endswith("_token") and values[k] is not None]
     world_size = getattr(args, "world_size", None)
     if world_size is not None:
         recipe.append(("world_size", world_size))
@@ -246,10 +303,14 @@ def model_index(
     specs: Sequence[TaskSpec],
     eval_rows: Sequence[tuple[str, str, float]],
     pipeline_tag: str,
-    dataset_name: str,
+    dataset_type: str,
     eval_split: str | None = None,
+    dataset_name: str | None = None,
 ) -> list[Any]:
-    """The card metadata's ``model-index`` results (``huggingface_hub.EvalResult``), one per task-level metric."""
+    """The card metadata's ``model-index`` results (``huggingface_hub.EvalResult``), one per task-level metric.
+
+    ``dataset_type``: the Hub dataset id (or the ``datasets`` builder, e.g. ``json``); ``dataset_name``: what was
+    evaluated, for readers (the files and the split)."""
     from huggingface_hub import EvalResult
 
     # The Hub groups model-index results by task type and dataset, so the hf_mtl task is named in each metric's name.
@@ -258,8 +319,8 @@ def model_index(
         EvalResult(
             task_type=pipeline_tag,
             task_name=task_summary,
-            dataset_type=dataset_name,
-            dataset_name=dataset_name,
+            dataset_type=dataset_type,
+            dataset_name=dataset_name or dataset_type,
             dataset_split=eval_split,
             metric_type=metric,
             metric_name=f"{task} {metric}",
@@ -267,6 +328,10 @@ def model_index(
         )
         for task, metric, value in eval_rows
     ]
+
+
+RecipeSections = Mapping[str, Sequence[tuple[str, Any]]]
+"""``{section title: [(key, value), ...]}``: the card's training recipe, e.g. one section per training stage."""
 
 
 def create_model_card(
@@ -277,13 +342,15 @@ def create_model_card(
     per_label_metrics: PerLabelMetrics | None = None,
     datasets: str | Sequence[str] | None = None,
     eval_split: str | None = None,
+    eval_data: str | None = None,
     training_args: Any = None,
     trainer_state: Any = None,
+    recipe: RecipeSections | None = None,
     base_model: str | None = None,
     license: str | None = None,
     tags: Iterable[str] | None = None,
     model_name: str | None = None,
-    chart_file: str | None = None,
+    plot_files: Sequence[tuple[str, str]] | None = None,
 ):
     """Render the model card of ``model`` from the template in ``model_cards/`` (a ``huggingface_hub.ModelCard``).
 
@@ -295,25 +362,29 @@ def create_model_card(
             ``model-index`` and its evaluation table, exactly as given.
         per_label_metrics: ``{task: {label: {metric: value}}}`` from the same evaluation, for the per-label table
             (``hf_mtl.metrics.Evaluation.per_label``; the Trainer passes its last evaluation's). None: no table.
-        datasets: Hub dataset ids (or names) the model was trained and evaluated on.
-        eval_split: the split the metrics were computed on.
+        datasets: Hub dataset ids the model was trained and evaluated on (the card's ``datasets`` metadata).
+        eval_split / eval_data: the split the metrics were computed on, and what it is in words (files, rows).
         training_args / trainer_state: the run's `TrainingArguments` and `TrainerState`, for the recipe section.
+        recipe: the recipe as sections (e.g. per training stage), in place of the one built from training_args.
         base_model / license: default to the backbone's Hub id and license (timm's pretrained config, the config).
-        chart_file: file name of the per-label chart beside the card ([`write_model_card`] draws it).
+        model_name: the title (default: the repo's name, else the backbone and the tasks; never a bare ``model``).
+        plot_files: ``(caption, path relative to the card)`` of the plots beside it ([`write_model_card`] draws them).
     """
     from huggingface_hub import ModelCard, ModelCardData
 
     config = model.config
     specs: list[TaskSpec] = list(model.task_specs)
-    repo_id = repo_id or config.name_or_path or "path/to/model"
-    model_name = model_name or repo_id.rstrip("/").split("/")[-1]
+    hub_repo = repo_id if _is_hub_id(repo_id) or (repo_id and "/" not in repo_id) else None
+    model_name = model_name or default_model_name(config, hub_repo)
+    usage_repo = next((r for r in (repo_id, config.name_or_path) if _is_hub_id(r)), None) or "path/to/model"
     kind = input_kind(model.main_input_name)
     pipeline_tag = f"{kind}-classification"
     datasets = [datasets] if isinstance(datasets, str) else list(datasets or [])
     base_model = base_model or default_base_model(config)
     license = license or default_license(config)
     eval_rows = task_eval_results(specs, metrics)
-    eval_results = model_index(specs, eval_rows, pipeline_tag, datasets[0] if datasets else "evaluation set", eval_split)
+    dataset_type = datasets[0] if datasets else "evaluation set"
+    eval_results = model_index(specs, eval_rows, pipeline_tag, dataset_type, eval_split, eval_data)
     all_tags = [LIBRARY_NAME, "multi-task", pipeline_tag, config.backbone_library]
     all_tags += sorted({spec.type for spec in specs})
     all_tags += [t for t in (tags or []) if t not in all_tags]
@@ -328,39 +399,55 @@ def create_model_card(
         eval_results=eval_results or None,
     )
     columns, label_rows = per_label_table(specs, per_label_metrics)
+    if recipe is None:
+        steps = training_recipe(training_args, trainer_state)
+        recipe = {"training": steps} if steps else {}
     return ModelCard.from_template(
         card_data,
         template_path=str(model_card_template_path()),
         model_name=model_name,
-        backbone=config.backbone,
+        backbone=backbone_display_name(config),
         backbone_library=config.backbone_library,
         backbone_license=license,
-        base_model=base_model,
-        weights_source=getattr(config, "backbone_weights", None),
+        weights=weights_provenance(config),
         tasks=task_sections(specs),
         eval_rows=[{"task": t, "metric": m, "value": v, "baseline": False} for t, m, v in eval_rows]
         + [{"task": t, "metric": f"{m} (baseline)", "value": v, "baseline": True}
            for t, m, v in task_baseline_results(specs, metrics)],
         dataset_names=datasets,
         eval_split=eval_split,
+        eval_data=eval_data,
         per_label_metrics=columns,
         per_label_rows=label_rows,
-        chart_file=chart_file if label_rows else None,
-        recipe=training_recipe(training_args, trainer_state),
-        usage_snippet=usage_snippet(repo_id, kind),
+        plot_files=list(plot_files or []),
+        recipe=[(title, rows) for title, rows in recipe.items() if rows],
+        usage_snippet=usage_snippet(usage_repo, kind),
         versions=_versions(),
     )
 
 
-def write_model_card(model: Any, folder: str | os.PathLike, **card_kwargs: Any) -> Path:
-    """Write ``README.md`` (and the per-label chart, when ``per_label_metrics`` are given) into ``folder``.
+def write_model_card(
+    model: Any,
+    folder: str | os.PathLike,
+    *,
+    evaluation: Any = None,
+    histories: Sequence[tuple[str, Sequence[Mapping[str, Any]]]] | None = None,
+    **card_kwargs: Any,
+) -> Path:
+    """Write ``README.md`` and its plots (``plots/``: ``hf_mtl.chart.write_plots``) into ``folder``.
 
-    ``card_kwargs``: the keyword arguments of [`create_model_card`] (but ``chart_file``)."""
+    ``evaluation``: the ``hf_mtl.metrics.Evaluation`` behind ``metrics`` (its scores and labels draw the
+    diagnostic plots); ``histories``: ``(stage, Trainer.state.log_history)`` pairs for the training curves.
+    ``card_kwargs``: the keyword arguments of [`create_model_card`] (but ``plot_files``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    columns, rows = per_label_table(model.task_specs, card_kwargs.get("per_label_metrics"))
-    chart = plot_per_label_metrics(columns, rows, folder / CHART_FILENAME).name if rows else None
-    card = create_model_card(model, chart_file=chart, **card_kwargs)
+    specs = model.task_specs
+    per_label = per_label_table(specs, card_kwargs.get("per_label_metrics"))
+    plots = write_plots(
+        specs, folder, evaluation=evaluation, metrics=card_kwargs.get("metrics"), per_label=per_label,
+        histories=histories, split=card_kwargs.get("eval_split") or "eval", what=card_kwargs.get("eval_data") or "",
+    )
+    card = create_model_card(model, plot_files=plots, **card_kwargs)
     path = folder / "README.md"
     card.save(path)
     return path

@@ -485,6 +485,26 @@ class TaskType:
         targets = labels.reshape(len(labels), -1).double()
         return torch.where(present_mask(targets), targets, torch.full_like(targets, float("nan")))
 
+    # -- plots (hf_mtl.chart) ----------------------------------------------------------------------------------------
+    plot_kind: ClassVar[str] = "reliability"
+    """The diagnostic plot of this type's evaluation: ``reliability`` (calibration of probabilities), ``confusion``
+    (classes) or ``predicted_vs_true`` (values); ``hf_mtl.chart`` draws each."""
+
+    def metric_range(self, metric: str) -> tuple[float, float] | None:
+        """The axis of a task-level metric in plots: ``(low, high)`` for a bounded score, None for an error in the
+        targets' own units (plotted apart, from 0)."""
+        return (0.0, 1.0)
+
+    def plot_inputs(self, spec: TaskSpec, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        """What this type's diagnostic plot needs, from activated ``scores`` and encoded ``labels`` of an evaluation
+        (present labels only)."""
+        raise NotImplementedError
+
+    def metric_baselines(self, spec: TaskSpec, labels: np.ndarray) -> dict[str, float]:
+        """Score of a trivial predictor on the present ``labels`` per task-level metric (the metric names of
+        `task_metric_names`): chance for rankings, the best constant prediction for the others; marks in plots."""
+        return {}
+
 
 class _BinaryLike(TaskType):
     """Sigmoid outputs trained with binary cross-entropy, one logit per label (never a softmax across labels)."""
@@ -530,6 +550,32 @@ class _BinaryLike(TaskType):
             "thresholds": spec.thresholds,
             "label_names": spec.output_names,
         }
+
+    # -- plots
+    plot_kind = "reliability"
+
+    def plot_inputs(self, spec, scores, labels):
+        n = spec.output_size
+        return {"probabilities": np.asarray(scores, dtype=np.float64).reshape(len(scores), n),
+                "labels": np.asarray(labels, dtype=np.float64).reshape(len(labels), n), "names": spec.output_names}
+
+    @staticmethod
+    def _constant_scores(positives: float, total: float) -> dict[str, float]:
+        """Binary metrics of trivial predictors on ``total`` present labels of which ``positives`` are positive: a
+        random ranking (ROC AUC 0.5, average precision = prevalence), the majority class (accuracy) and "always
+        positive" (the best constant F1)."""
+        p = positives / total
+        return {"roc_auc": 0.5, "average_precision": p, "accuracy": max(p, 1.0 - p), "f1": 2 * p / (1 + p)}
+
+    def _label_baselines(self, labels: np.ndarray) -> list[tuple[float, float, dict[str, float]]]:
+        labels = np.asarray(labels, dtype=np.float64).reshape(len(labels), -1)
+        out = []
+        for column in labels.T:
+            present = column[present_mask(column)]
+            if present.size:
+                positives = float(present.sum())
+                out.append((positives, float(present.size), self._constant_scores(positives, float(present.size))))
+        return out
 
 
 class MultiLabelTask(_BinaryLike):
@@ -615,6 +661,16 @@ class MultiLabelTask(_BinaryLike):
         positives = (torch.where(mask, labels, torch.zeros_like(labels)) * mask).sum(0) / mask.sum(0).clamp(min=1)
         return dict(zip(spec.label_names, positives.tolist()))
 
+    def metric_baselines(self, spec, labels):
+        per_label = self._label_baselines(labels)
+        if not per_label:
+            return {}
+        out = {f"macro_{m}": float(np.mean([b[m] for _, _, b in per_label])) for m in self.metric_names}
+        positives, total = sum(p for p, _, _ in per_label), sum(t for _, t, _ in per_label)
+        micro = self._constant_scores(positives, total)
+        micro["accuracy"] = sum(max(p, t - p) for p, t, _ in per_label) / total  # each label's own majority
+        return {**out, **{f"micro_{m}": v for m, v in micro.items()}}
+
 
 class BinaryTask(_BinaryLike):
     name = "binary"
@@ -688,6 +744,10 @@ class BinaryTask(_BinaryLike):
         only = next(iter(result["per_label"].values()))
         return {m: only[m] for m in self.metric_names}
 
+    def metric_baselines(self, spec, labels):
+        per_label = self._label_baselines(labels)
+        return dict(per_label[0][2]) if per_label else {}
+
 
 class _ClassValued(TaskType):
     """One class per sample, given by name or id (None/NaN missing); metrics on the predicted class."""
@@ -705,6 +765,24 @@ class _ClassValued(TaskType):
     def example_eval(self, spec, rng):
         k = len(spec.label_names)
         return rng.normal(size=(k, spec.output_size)), np.arange(k)
+
+    # -- plots
+    plot_kind = "confusion"
+
+    def predicted_class_ids(self, spec: TaskSpec, scores: np.ndarray) -> np.ndarray:
+        """Activated outputs ``(N, output_size)`` → the predicted class id of each sample."""
+        raise NotImplementedError
+
+    def plot_inputs(self, spec, scores, labels):
+        labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+        mask = present_mask(labels)
+        predicted = self.predicted_class_ids(spec, np.asarray(scores).reshape(len(labels), -1))
+        return {"true": labels[mask].astype(np.int64), "predicted": predicted[mask], "classes": spec.label_names}
+
+    @staticmethod
+    def _present_ids(labels: np.ndarray) -> np.ndarray:
+        labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+        return labels[present_mask(labels)].astype(np.int64)
 
 
 class MultiClassTask(_ClassValued):
@@ -763,6 +841,18 @@ class MultiClassTask(_ClassValued):
             "references": labels.reshape(-1).astype(np.int64).tolist(),
             "label_names": spec.label_names,
         }
+
+    def predicted_class_ids(self, spec, scores):
+        return np.asarray(scores).argmax(axis=1)
+
+    def metric_baselines(self, spec, labels):
+        """Always the most frequent class: its share is the accuracy; its F1 averaged over the classes present."""
+        ids = self._present_ids(labels)
+        if not ids.size:
+            return {}
+        counts = np.bincount(ids)
+        share = counts.max() / ids.size
+        return {"accuracy": float(share), "macro_f1": float(2 * share / (1 + share) / np.count_nonzero(counts))}
 
 
 class OrdinalTask(_ClassValued):
@@ -852,6 +942,21 @@ class OrdinalTask(_ClassValued):
             "references": labels.reshape(-1).astype(np.int64).tolist(),
             "label_names": spec.label_names,
         }
+
+    def predicted_class_ids(self, spec, scores):
+        return self.predicted_classes(torch.as_tensor(np.asarray(scores))).numpy()
+
+    def metric_range(self, metric):
+        return {"mae": None, "qwk": (-1.0, 1.0)}.get(metric, (0.0, 1.0))
+
+    def metric_baselines(self, spec, labels):
+        """Accuracy of the most frequent class, MAE (in classes) of the median class, kappa 0 of any constant."""
+        ids = self._present_ids(labels)
+        if not ids.size:
+            return {}
+        median = np.median(ids)
+        return {"accuracy": float(np.bincount(ids).max() / ids.size), "mae": float(np.abs(ids - np.round(median)).mean()),
+                "qwk": 0.0}
 
 
 class CoralLayer(nn.Module):
@@ -1021,6 +1126,23 @@ class RegressionTask(TaskType):
 
     def reports_per_label(self, spec):
         return spec.output_size > 1
+
+    # -- plots
+    plot_kind = "predicted_vs_true"
+
+    def metric_range(self, metric):
+        return None
+
+    def plot_inputs(self, spec, scores, labels):
+        n = spec.output_size
+        return {"true": np.asarray(labels, dtype=np.float64).reshape(len(labels), n),
+                "predicted": np.asarray(scores, dtype=np.float64).reshape(len(scores), n), "names": spec.output_names,
+                "constant": spec.target_median}
+
+    def metric_baselines(self, spec, labels):
+        """The constant predictors of `baseline_metrics`: the training median (MAE) and mean (RMSE)."""
+        values = self.baseline_metrics(spec, labels)
+        return {m: values[f"constant_{m}"] for m in self.metric_names if values.get(f"constant_{m}") is not None}
 
 
 TASK_TYPES: dict[str, TaskType] = {

@@ -755,7 +755,7 @@ class MultiTaskTrainer(Trainer):
         dataset_args: str | list[str] | None = None,
         **card_kwargs: Any,
     ) -> None:
-        """Write the hf_mtl model card (eval results, per-label table and chart, recipe, usage) and the processor files
+        """Write the hf_mtl model card (eval results, per-label table, plots, recipe, usage) and the processor files
         into ``output_dir``, so ``push_to_hub`` uploads them with the model.
 
         Takes the keyword arguments of ``hf_mtl.modelcard.create_model_card`` (the one card signature, shared with
@@ -779,6 +779,12 @@ class MultiTaskTrainer(Trainer):
             model.get_processor().save_pretrained(self.args.output_dir)
         datasets = datasets or dataset_tags or dataset
         tags = card_kwargs.pop("tags", None)
+        if metrics is None and per_label_metrics is None:  # the last evaluation's scores and labels draw the plots
+            from .metrics import ComputeMetrics
+
+            if isinstance(self.compute_metrics, ComputeMetrics):
+                card_kwargs.setdefault("evaluation", self.compute_metrics.last)
+        card_kwargs.setdefault("histories", [("training", self.state.log_history)])
         write_model_card(
             model,
             self.args.output_dir,

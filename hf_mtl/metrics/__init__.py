@@ -145,11 +145,16 @@ def _split_eval_prediction(eval_pred: Any) -> tuple[Mapping[str, Any], Mapping[s
 
 @dataclass
 class Evaluation:
-    """One evaluation's results: the flat ``{<task>_<metric>: value}`` the Trainer logs, and the per-label table
-    ``{task: {label: {metric: value or None}}}`` (None: undefined on this eval set) the model card shows."""
+    """One evaluation's results: the flat ``{<task>_<metric>: value}`` the Trainer logs, the per-label table
+    ``{task: {label: {metric: value or None}}}`` (None: undefined on this eval set) the model card shows, and the
+    scores and labels behind them."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     per_label: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    """Per task, the activated outputs (probabilities, or values for regression) the metrics were computed from."""
+    labels: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    """Per task, the encoded labels (``-100`` / NaN missing): with ``scores``, what the plots of ``hf_mtl.chart`` draw."""
 
 
 def evaluate_predictions(
@@ -177,6 +182,8 @@ def evaluate_predictions(
             spec, predictions[spec.name], labels[spec.name], loaded[module], per_label=per_label
         )
         result.metrics.update(flat)
+        result.scores[spec.name] = activate(spec, predictions[spec.name])
+        result.labels[spec.name] = _numpy(labels[spec.name]).astype(np.float64)
         score = spec.task_type.main_score({k.removeprefix(f"{spec.name}_"): v for k, v in flat.items()})
         if score is not None:
             scores.append(score)

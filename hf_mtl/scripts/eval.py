@@ -65,4 +65,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           + format_metrics(metrics, specs, run.compute_metrics.last.per_label, chance), flush=True)
     path = write_results(results_path(args.model, run.data.name), run, args.model, metrics)
     print(f"\nresults: {path}", flush=True)
+    from ..chart import write_evaluation_plots  # the plots of the evaluated split, beside the model
+
+    plots = write_evaluation_plots(specs, run.compute_metrics.last, args.model, run.trainer.args.output_dir,
+                                   split=run.data.name, what=run.data.header())
+    print("plots: " + ", ".join(plots), flush=True)
     return metrics

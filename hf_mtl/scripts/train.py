@@ -13,6 +13,7 @@ card, metrics) in `output_dir`.
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import logging
 import os
@@ -22,7 +23,9 @@ from typing import Any
 
 from transformers import set_seed
 
+from ..chart import PLOTS_DIR
 from ..checkpointing import resolve_resume_checkpoint
+from ..modelcard import default_model_name
 from .arguments import DataArguments, ModelArguments, RecipeError, RecipeParser, ScriptArguments, parse_recipe
 from .models import PACKAGED_BACKBONES, build_model, build_model_processor
 from .recipe_data import check_inputs, check_labels, input_column, load_recipe_datasets, with_preprocessing
@@ -30,6 +33,85 @@ from .recipe_data import check_inputs, check_labels, input_column, load_recipe_d
 logger = logging.getLogger(__name__)
 
 PER_LABEL_FILE = "per_label_metrics.json"
+EVAL_SPLIT_NAMES = ("validation", "valid", "eval", "test")
+"""The split of a data set's own that evaluates a run, in order of preference (as ``load_recipe_datasets``)."""
+HUB_BUILDERS = ("json", "csv", "parquet", "imagefolder", "audiofolder", "text", "arrow")
+"""``dataset`` values that name a ``datasets`` builder, not a Hub data set: never the card's ``datasets``."""
+
+
+def packaged_hub_id(name: str | None) -> str | None:
+    """The Hub id a packaged backbone name (``PACKAGED_BACKBONES``, aliases included) is a local copy of."""
+    if name not in PACKAGED_BACKBONES:
+        return None
+    resolve = PACKAGED_BACKBONES[name]
+    return next((key for key, value in PACKAGED_BACKBONES.items() if value is resolve and "/" in key), name)
+
+
+def describe_eval_data(data_args: DataArguments, rows: int, seed: int) -> tuple[str, str]:
+    """``(split, what)``: the split the run is evaluated on and the data it is, in words (files, rows) for the card
+    and the plots, resolved as ``load_recipe_datasets`` resolves it."""
+    from ..modelcard import display_path
+
+    dataset = data_args.dataset
+    limited = f"the first {rows} rows of " if data_args.max_eval_samples is not None else ""
+    if dataset in ("fashion_grid", "wordnet_glosses"):
+        source = "Fashion-MNIST test images" if dataset == "fashion_grid" else "WordNet test glosses"
+        return "test", f"{rows} rows of `{dataset}` built from the {source}"
+    if dataset in ("csv", "json", "parquet"):
+        if data_args.validation_file:
+            return "validation", f"{limited}`{display_path(data_args.validation_file)}` ({rows} rows)"
+        source = f"`{display_path(data_args.train_file)}`"
+    else:
+        where = data_args.data_dir if dataset == "imagefolder" else dataset
+        split = _own_eval_split(dataset, where)
+        if split is not None:
+            return split, f"{limited}the `{split}` split of {dataset} `{display_path(where)}` ({rows} rows)"
+        source = f"{dataset} `{display_path(where)}`"
+    return "validation", (f"{limited}a {data_args.validation_split:.0%} hold-out (seed {seed}) of the training "
+                          f"data {source} ({rows} rows)")
+
+
+def _own_eval_split(dataset: str | None, where: str | None) -> str | None:
+    """The evaluation split a folder data set has of its own (imagefolder sub-folders, a saved DatasetDict)."""
+    if not where or not os.path.isdir(where):
+        return None
+    present = set(os.listdir(where))
+    dataset_dict = os.path.join(where, "dataset_dict.json")
+    if os.path.isfile(dataset_dict):
+        with open(dataset_dict, encoding="utf-8") as handle:
+            present = set(json.load(handle).get("splits", []))
+    return next((name for name in EVAL_SPLIT_NAMES if name in present), None)
+
+
+def card_recipe(model_args: ModelArguments, data_args: DataArguments, script_args: ScriptArguments, training_args,
+                state, heads_state=None, kept: str | None = None) -> dict[str, list[tuple[str, Any]]]:
+    """The card's recipe, per stage: every model / data / stage key the run used (unset keys left out; the tasks
+    have their own card section), the heads-only stage as it ran, the main stage's training arguments."""
+    from dataclasses import fields
+
+    from ..modelcard import display_path, training_recipe
+
+    def section(args: Any, always: tuple[str, ...]) -> list[tuple[str, Any]]:
+        """The keys the recipe set (or that differ from their defaults), and ``always``."""
+        return [(f.name, display_path(getattr(args, f.name))) for f in fields(args) if f.name != "tasks"
+                and getattr(args, f.name) is not None and (f.name in always or getattr(args, f.name) != f.default)]
+
+    recipe = {"model": section(model_args, ("backbone", "weights", "image_size", "pooling")),
+              "data": section(data_args, ("dataset", "augment"))}
+    if script_args.heads_only_epochs > 0:
+        heads = [("freeze_policy", "heads"), ("num_train_epochs", script_args.heads_only_epochs),
+                 ("learning_rate", script_args.heads_only_learning_rate or training_args.learning_rate),
+                 ("feature_cache", script_args.heads_only_feature_cache)]
+        if heads_state is not None:
+            heads.append(("trained_steps", heads_state.global_step))
+        recipe["stage 1: heads only (backbone frozen)"] = heads
+    main = training_recipe(training_args, state)
+    stage = "stage 2: main" if script_args.heads_only_epochs > 0 else "training"
+    recipe[stage] = main
+    selection = [("final_model", script_args.final_model)] + ([("kept", f"the {kept} stage")] if kept else [])
+    if script_args.heads_only_epochs > 0:
+        recipe["final model"] = selection
+    return recipe
 
 
 def _heads_only_args(training_args, script_args: ScriptArguments):
@@ -197,6 +279,8 @@ def run(
     with training_args.main_process_first(desc="load the recipe's datasets", local=training_args.save_on_each_node):
         train_raw, eval_raw = load_recipe_datasets(data_args, seed=training_args.seed)
     model = build_model(model_args)
+    if model_args.model_name_or_path is None and packaged_hub_id(model_args.backbone):
+        model.config.backbone_hub_id = packaged_hub_id(model_args.backbone)  # loaded from a package's local copy
     specs = model.task_specs
     check_labels(train_raw, specs, data_args, "train")
     if eval_raw is not None:
@@ -225,6 +309,8 @@ def run(
         )
     heads_metrics: dict[str, float] = {}
     heads_state: dict[str, Any] | None = None
+    histories: list[tuple[str, list[dict[str, Any]]]] = []  # per stage, the Trainer's log history (training curves)
+    heads_trainer_state = None
     if script_args.heads_only_epochs > 0 and not training_args.resume_from_checkpoint:
         heads_args = _heads_only_args(training_args, script_args)
         heads_train = with_preprocessing(train_raw, processor, column, train=False, allow_empty_text=allow_empty) \
@@ -233,6 +319,8 @@ def run(
         stage = MultiTaskTrainer(model=model, args=heads_args, train_dataset=heads_train, eval_dataset=eval_ds, **common)
         stage.train()
         heads_metrics = stage.evaluate() if eval_ds is not None else {}
+        histories.append(("heads only", list(stage.state.log_history)))
+        heads_trainer_state = stage.state
         if stage.is_world_process_zero() and heads_metrics:
             print("\n== after the heads-only stage ==\n" + format_metrics(heads_metrics, specs), flush=True)
         if heads_metrics and script_args.final_model != "last":  # the candidate fine-tuning must beat
@@ -273,6 +361,7 @@ def run(
         logger.warning("training stopped early at step %d of %d", trainer.state.global_step, trainer.state.max_steps)
         return {}
     metrics: dict[str, float] = trainer.evaluate() if eval_ds is not None else {}
+    kept = None
     if heads_state is not None and metrics:
         keep, reason, table = compare_stages(heads_metrics, metrics, specs, script_args.final_model)
         if not keep:  # never worse than where fine-tuning started
@@ -296,26 +385,38 @@ def run(
     trainer.save_model(_internal_call=training_args.push_to_hub)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
-    # a packaged backbone was loaded from a local folder: the card names its Hub id instead
-    card: dict[str, Any] = {"datasets": data_args.dataset,
-                            "base_model": model_args.backbone if model_args.backbone in PACKAGED_BACKBONES else None}
+    histories.append(("fine-tuning" if histories else "training", list(trainer.state.log_history)))
+    # Only Hub data sets go into the card's `datasets` metadata; files and builders are named in its text.
+    hub_dataset = data_args.dataset if data_args.dataset not in (*HUB_BUILDERS, "fashion_grid", "wordnet_glosses") \
+        and data_args.dataset is not None and not os.path.exists(data_args.dataset) else None
+    card: dict[str, Any] = {
+        "datasets": hub_dataset, "histories": histories,
+        "model_name": None if training_args.hub_model_id else default_model_name(model.config, training_args.output_dir),
+        "recipe": card_recipe(model_args, data_args, script_args, training_args, trainer.state, heads_trainer_state,
+                              kept),
+    }
     if eval_ds is not None:
         trainer.save_metrics("eval", metrics)
         per_label = compute_metrics.last.per_label
+        card["eval_split"], card["eval_data"] = describe_eval_data(data_args, len(eval_raw), training_args.seed)
         if trainer.args.should_save:
             with open(os.path.join(training_args.output_dir, PER_LABEL_FILE), "w", encoding="utf-8") as handle:
                 json.dump(per_label, handle, indent=2)
         if trainer.is_world_process_zero():
             chance = label_prevalence(eval_raw, specs, data_args.label_columns)
             report = format_metrics(metrics, specs, per_label if script_args.show_per_label else None, chance)
-            print("\n== evaluation (eval split, present labels only) ==\n" + report, flush=True)
+            print(f"\n== evaluation on {card['eval_data']}, present labels only ==\n" + report, flush=True)
         card["per_label_metrics"] = per_label
+        card["evaluation"] = compute_metrics.last
     if training_args.push_to_hub:  # every process: the card (final evaluation included), the model, its processor
         trainer.push_to_hub(**card)  # (one upload, from the first node's main process)
     if eval_ds is not None and trainer.args.should_save and not (training_args.push_to_hub and
                                                                  trainer.is_world_process_zero()):
         trainer.create_model_card(**card)  # the card in the model folder (of every node with save_on_each_node)
     if trainer.is_world_process_zero():
+        plots = sorted(glob.glob(os.path.join(training_args.output_dir, PLOTS_DIR, "*.png")))
+        if plots:
+            print(f"\nplots: {', '.join(os.path.relpath(p, training_args.output_dir) for p in plots)}", flush=True)
         elapsed = time.time() - started
         print(f"\nmodel folder: {os.path.abspath(training_args.output_dir)}  (wall time {elapsed / 60:.1f} min)",
               flush=True)
