@@ -492,7 +492,7 @@ def write_plots(
             value = flat.get(f"{spec.name}_{metric}", flat.get(f"eval_{spec.name}_{metric}"))
             if value is not None:
                 baselines.setdefault(spec.name, {}).setdefault(metric.removeprefix("constant_"), float(value))
-    where = f" on {what}" if what else f" ({split})"
+    where = f" on {what}" if what else ""
 
     def relative(path: Path | None, caption: str) -> None:
         if path is not None:

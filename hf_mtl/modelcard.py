@@ -434,7 +434,8 @@ def write_model_card(
     histories: Sequence[tuple[str, Sequence[Mapping[str, Any]]]] | None = None,
     **card_kwargs: Any,
 ) -> Path:
-    """Write ``README.md`` and its plots (``plots/``: ``hf_mtl.chart.write_plots``) into ``folder``.
+    """Write ``README.md`` and its plots (``plots/eval_*.png``, ``plots/training_curves.png``:
+    ``hf_mtl.chart.write_plots``) into ``folder``; ``hf-mtl eval`` writes ``plots/<split>_*.png`` beside them.
 
     ``evaluation``: the ``hf_mtl.metrics.Evaluation`` behind ``metrics`` (its scores and labels draw the
     diagnostic plots); ``histories``: ``(stage, Trainer.state.log_history)`` pairs for the training curves.
@@ -445,7 +446,7 @@ def write_model_card(
     per_label = per_label_table(specs, card_kwargs.get("per_label_metrics"))
     plots = write_plots(
         specs, folder, evaluation=evaluation, metrics=card_kwargs.get("metrics"), per_label=per_label,
-        histories=histories, split=card_kwargs.get("eval_split") or "eval", what=card_kwargs.get("eval_data") or "",
+        histories=histories, split="eval", what=card_kwargs.get("eval_data") or card_kwargs.get("eval_split") or "",
     )
     card = create_model_card(model, plot_files=plots, **card_kwargs)
     path = folder / "README.md"

