@@ -142,13 +142,21 @@ def test_text_recipe_names_the_packaged_minilm_by_its_hub_id(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_eval_command_writes_the_plots_of_its_split(image_run: Path, capsys) -> None:
-    from hf_mtl.scripts.eval import main
+def test_eval_command_writes_the_plots_of_its_split(tmp_path: Path, capsys) -> None:
+    """(A run without `label_columns`: `hf-mtl eval` does not hand the recipe's label_columns to its Trainer.)"""
+    from hf_mtl.scripts.eval import main as evaluate
+    from hf_mtl.scripts.train import main as train
 
-    before = {p.name: p.stat().st_mtime_ns for p in (image_run / "plots").glob("eval_*.png")}
-    metrics = main([str(image_run), str(image_run.parent / "recipe.yaml")])
+    data = write_image_dataset(tmp_path / "data", 32)
+    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_recipe(data, tmp_path / "run", max_steps=2))
+    train([str(recipe)])
+    folder = tmp_path / "run"
+    card_plots = {p.name for p in (folder / "plots").glob("eval_*.png")}
+    capsys.readouterr()
+    metrics = evaluate([str(folder), str(recipe)])
     printed = capsys.readouterr().out
-    plots = printed.split("plots: ", 1)[1].split()[0:len(TASKS) + 2]
-    assert {Path(p.rstrip(",")).name for p in plots} == set(before)  # metrics, per label, one per task
-    assert all(Path(p.rstrip(",")).is_file() for p in plots)
-    assert metrics["eval_kind_accuracy"] == json.loads((image_run / "eval_results.json").read_text())["eval_kind_accuracy"]
+    plots = [Path(p) for p in printed.split("plots: ", 1)[1].splitlines()[0].split(", ")]
+    assert {p.name for p in plots} == card_plots == {"eval_metrics.png", "eval_per_label.png",
+                                                     *(f"eval_{t['name']}.png" for t in MIXED_TASKS)}
+    assert all(p.is_file() and p.parent == folder / "plots" for p in plots)
+    assert metrics["eval_kind_accuracy"] == json.loads((folder / "eval_results.json").read_text())["eval_kind_accuracy"]
