@@ -156,7 +156,8 @@ def test_eval_command_writes_the_plots_of_its_split(tmp_path: Path, capsys) -> N
     metrics = evaluate([str(folder), str(recipe)])
     printed = capsys.readouterr().out
     plots = [Path(p) for p in printed.split("plots: ", 1)[1].splitlines()[0].split(", ")]
-    assert {p.name for p in plots} == card_plots == {"eval_metrics.png", "eval_per_label.png",
-                                                     *(f"eval_{t['name']}.png" for t in MIXED_TASKS)}
+    kinds = {"metrics", "per_label", *(t["name"] for t in MIXED_TASKS)}
+    assert card_plots == {f"eval_{kind}.png" for kind in kinds}  # training's evaluation
+    assert {p.name for p in plots} == {f"validation_{kind}.png" for kind in kinds}  # named after the split evaluated
     assert all(p.is_file() and p.parent == folder / "plots" for p in plots)
     assert metrics["eval_kind_accuracy"] == json.loads((folder / "eval_results.json").read_text())["eval_kind_accuracy"]
