@@ -36,6 +36,23 @@ def _every_trainable_parameter_used(model: Any, args: MultiTaskTrainingArguments
     return config.backbone_library == "timm" or (args.freeze_policy == "heads" and args.unfreeze_every is None)
 
 
+def _check_stream_args(dataset: Any, args: MultiTaskTrainingArguments) -> None:
+    """A [`TrainingStream`] has no length and keeps its position in the main process: ``max_steps`` decides how long
+    training runs, there are no DataLoader workers, and the stream (not the Trainer) replays its rows on resume."""
+    from .data import TrainingStream
+
+    if not isinstance(dataset, TrainingStream):
+        return
+    if (args.max_steps is None or args.max_steps <= 0) and not args.feature_cache:  # a cache is map-style
+        raise ValueError(f"a streaming train_dataset has no length: set max_steps (> 0), got {args.max_steps}")
+    if args.dataloader_num_workers:
+        raise ValueError(
+            "a streaming train_dataset is read in the main process (its position must be known to resume on the same "
+            f"rows): set dataloader_num_workers=0, got {args.dataloader_num_workers}"
+        )
+    args.ignore_data_skip = True  # the stream replays its raw rows itself (TrainingStream.resume_rows), cheaply
+
+
 class MultiTaskTrainer(Trainer):
     """Train a [`MultiTaskModel`] on batches whose `labels` are a dict task → tensor with missing labels as -100.
 
@@ -80,6 +97,7 @@ class MultiTaskTrainer(Trainer):
                 "batch_eval_metrics=True: hf_mtl's metrics (ROC AUC, QWK, threshold tuning) need every prediction of "
                 "the evaluation set at once; leave it False (or pass your own compute_metrics)"
             )
+        _check_stream_args(kwargs.get("train_dataset"), args)
         if args.ddp_find_unused_parameters is None and _every_trainable_parameter_used(model, args):
             args.ddp_find_unused_parameters = False  # DDP's search for unused parameters would find none, and warn
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
@@ -284,7 +302,8 @@ class MultiTaskTrainer(Trainer):
         config = getattr(self.model, "config", None)
         datasets_ = [self.train_dataset, *(self.eval_dataset.values() if isinstance(self.eval_dataset, Mapping)
                                             else [self.eval_dataset])]
-        transforms = [(getattr(d, "format", None) or {}).get("format_kwargs", {}).get("transform") for d in datasets_]
+        transforms = [(getattr(d, "format", None) or {}).get("format_kwargs", {}).get("transform")
+                      or getattr(d, "transform", None) for d in datasets_]  # (a TrainingStream's)
         tokenizers = [self.processing_class, getattr(self.data_collator, "tokenizer", None)]
         for tokenizer in tokenizers + [getattr(t, "processor", None) for t in transforms]:
             if tokenizer is not None and config is not None:
@@ -302,7 +321,9 @@ class MultiTaskTrainer(Trainer):
             return
         if not isinstance(collator, MultiTaskDataCollator) or not self.task_specs:
             return
-        if collator.features is None and isinstance(dataset, datasets.Dataset):
+        from .data import TrainingStream
+
+        if collator.features is None and isinstance(dataset, (datasets.Dataset, TrainingStream)):
             collator.features = dataset.features  # Sequence(ClassLabel) ids are positive ids, not a 0/1 list
         evals = self.eval_dataset if isinstance(self.eval_dataset, dict) else {None: self.eval_dataset}
         named = [("train_dataset", dataset)] + [
@@ -310,6 +331,13 @@ class MultiTaskTrainer(Trainer):
         ]
         for name, part in named:
             if part is None:
+                continue
+            if isinstance(part, TrainingStream):  # its first `validate_rows` rows, named by data-set coordinates
+                try:
+                    part.check(collator.tasks, collator.label_columns, collator.known_label_columns,
+                               decode_images=self.args.validate_images == "decode")
+                except ValueError as err:
+                    raise ValueError(f"{name}: {err}") from err
                 continue
             # every row of a map-style dataset; a stream's first `validate_stream_rows` (the rest: at their batch)
             max_rows = None if is_map_style(part) else self.args.validate_stream_rows
@@ -446,6 +474,7 @@ class MultiTaskTrainer(Trainer):
         if self.args.should_save:
             for folder in staging_folders(self.args.output_dir):
                 remove_staging(folder)
+        self._stream_resume_rows(resume_from_checkpoint)
         neftune = None
         if getattr(self, "_neftune_alpha", None) is not None:  # NEFTune on the backbone's token embeddings
             from transformers.integrations.neftune import neftune_post_forward_hook
@@ -459,6 +488,34 @@ class MultiTaskTrainer(Trainer):
             if neftune is not None:
                 neftune.remove()
                 del embeddings.neftune_noise_alpha
+
+    def get_train_dataloader(self):
+        """A [`TrainingStream`] is this process's share already (its own shards): batched here, with its own RNG,
+        and not split again by accelerate (which would read every row on every process and keep a slice)."""
+        from .data import TrainingStream
+
+        if not isinstance(self.train_dataset, TrainingStream):
+            return super().get_train_dataloader()
+        from accelerate.data_loader import prepare_data_loader
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(self.train_dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+                            num_workers=0, pin_memory=self.args.dataloader_pin_memory,
+                            generator=torch.Generator())  # the global RNG is left as a resumed run restores it
+        return prepare_data_loader(loader, device=self.args.device, num_processes=1, process_index=0,
+                                   put_on_device=True, dispatch_batches=False)
+
+    def _stream_resume_rows(self, checkpoint: str | None) -> None:
+        """Rows of this process's stream that the checkpoint's steps consumed: the stream replays them on resume."""
+        from .data import TrainingStream
+
+        if not isinstance(self.train_dataset, TrainingStream):
+            return
+        step = 0
+        if checkpoint is not None:
+            with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as handle:
+                step = int(json.load(handle).get("global_step", 0))
+        self.train_dataset.resume_rows = step * self.args.gradient_accumulation_steps * self._train_batch_size
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         """The stock checkpoint, made atomic: every process writes into ``_tmp-checkpoint-N`` and, once all have, the

@@ -11,6 +11,9 @@ import torch
 from ..configuration_mtl import MODEL_INPUT_NAMES
 from ..tasks import TaskSpec, is_missing_value
 
+ROW_ID_COLUMN = "__row_id__"
+"""A stream row's place in the data set (``"<file> row <n>"``; hf_mtl.data.streaming): errors name it."""
+
 
 def encode_labels(
     specs: Sequence[TaskSpec],
@@ -20,12 +23,15 @@ def encode_labels(
     known_label_columns: Mapping[str, str] | None = None,
     features: Mapping[str, Any] | None = None,
     row_name: str = "row",
+    row_ids: Sequence[str | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Rows with one label column per task → ``{task: tensor}``; a task whose column a row lacks is missing.
 
     ``known_label_columns`` maps a multilabel task to a column listing the label names that were annotated: with it the
     task column lists the positive names and labels outside ``known`` are missing rather than negative. ``features``
     (a dataset's ``Features``) turns ``ClassLabel`` ids into names (``-1`` is missing, as in ``datasets``).
+    ``row_ids``: each row's place in the data set (a stream's ``"<file> row <n>"``), named in errors instead of its
+    position in ``rows``.
     """
     label_columns = dict(label_columns or {})
     known_label_columns = dict(known_label_columns or {})
@@ -44,7 +50,8 @@ def encode_labels(
                     known = _user_value(row.get(known_column), features.get(known_column) if features else None)
                     known = known["positive"] if isinstance(known, dict) else known
                     value = {**value, "known": known} if isinstance(value, dict) else {"positive": value, "known": known}
-                values.append(task_type.encode(spec, value, where=f"column {column!r}, {row_name} {row_offset + i}"))
+                where = row_ids[i] if row_ids is not None and row_ids[i] is not None else f"{row_name} {row_offset + i}"
+                values.append(task_type.encode(spec, value, where=f"column {column!r}, {where}"))
             else:
                 values.append(task_type.missing(spec))
         labels[spec.name] = torch.tensor(values, dtype=task_type.label_dtype)
@@ -151,5 +158,6 @@ class MultiTaskDataCollator:
             batch["labels"] = encode_labels(
                 self.tasks, rows, self.label_columns, known_label_columns=self.known_label_columns, features=self.features,
                 row_name="batch row",  # the data-set position is unknown here; validate_labels names it up front
+                row_ids=[row.get(ROW_ID_COLUMN) for row in rows] if ROW_ID_COLUMN in rows[0] else None,  # a stream's
             )
         return batch

@@ -107,6 +107,34 @@ class DataArguments:
         default=False,
         metadata={"help": "Accept empty / whitespace-only texts as inputs (by default such a row is an error)."},
     )
+    # -- streaming (hf_mtl.data.streaming) --
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on a stream (`datasets.IterableDataset`) instead of loading the data into memory: "
+            "`dataset: parquet` / `json` with `train_file` a file, folder or glob of shards, or `imagefolder`. "
+            "Each process reads its own shards; `max_steps` is required; the first `validate_rows` rows are checked "
+            "before step 1; a resumed run sees the same rows. Evaluation: `validation_file`, else the first "
+            "`max_eval_samples` rows held out."
+        },
+    )
+    validate_rows: int = field(
+        default=1000, metadata={"help": "streaming: rows of each process's stream whose labels and inputs are "
+                                        "checked before step 1."}
+    )
+    shuffle_buffer_size: int = field(
+        default=1000, metadata={"help": "streaming: shuffle with a buffer of this many rows and the run's `seed` "
+                                        "(0: read in file order)."}
+    )
+    mix_files: dict | None = field(
+        default=None,
+        metadata={"help": "streaming: several sources mixed into one stream, {name: file, folder or glob}; labels a "
+                          "source lacks are missing (hf_mtl.data.mix_datasets)."},
+    )
+    mix_probabilities: dict | None = field(
+        default=None, metadata={"help": "streaming with `mix_files`: {name: probability} (default: ∝ rows for "
+                                        "parquet, else uniform)."}
+    )
 
 
 @dataclass
@@ -484,9 +512,11 @@ def validate(
         )
     for key in ("train_file", "validation_file", "test_file", "data_dir"):
         path = getattr(data_args, key)
-        if path is not None and not os.path.exists(path):
+        if path is not None and not os.path.exists(path) and not (data_args.streaming and _globbed(path)):
             raise RecipeError(f"recipe: `{key}` path {path!r} does not exist")
-    if need_train and data_args.dataset in FILE_DATASETS and data_args.train_file is None:
+    if data_args.streaming:
+        _validate_streaming(data_args, script_args)
+    if need_train and data_args.dataset in FILE_DATASETS and data_args.train_file is None and not data_args.mix_files:
         raise RecipeError(f"recipe: dataset {data_args.dataset!r} needs `train_file`")
     if need_train and data_args.dataset == "imagefolder" and data_args.data_dir is None:
         raise RecipeError("recipe: dataset 'imagefolder' needs `data_dir`")
@@ -518,3 +548,34 @@ def check_threshold_objective(objective: str | None, target: float | None, keys:
         raise RecipeError(f"recipe: `{given}` maximises F1 and takes no `{keys[1]}` (got {target})")
     if objective != "f1" and (target is None or not 0.0 < target <= 1.0):
         raise RecipeError(f"recipe: `{given}` needs `{keys[1]}` in (0, 1], got {target}")
+
+
+def _globbed(pattern: str) -> bool:
+    import glob
+
+    return bool(glob.glob(pattern))
+
+
+def _validate_streaming(data_args: DataArguments, script_args: ScriptArguments) -> None:
+    """`streaming: true` keys that can be checked before any data is read."""
+    if data_args.dataset not in ("parquet", "json", "imagefolder"):
+        raise RecipeError(f"recipe: `streaming: true` reads parquet, json (JSON lines) or imagefolder shards; got "
+                          f"`dataset: {data_args.dataset}`")
+    if data_args.max_train_samples is not None:
+        raise RecipeError("recipe: `max_train_samples` does not apply to a stream: `max_steps` decides how many rows "
+                          "train (max_steps x batch size x processes)")
+    if data_args.validate_rows < 1:
+        raise RecipeError(f"recipe: `validate_rows` must be >= 1, got {data_args.validate_rows}")
+    if data_args.shuffle_buffer_size < 0:
+        raise RecipeError(f"recipe: `shuffle_buffer_size` must be >= 0, got {data_args.shuffle_buffer_size}")
+    if data_args.mix_files is not None:
+        for name, pattern in data_args.mix_files.items():
+            if not isinstance(pattern, str) or not (os.path.exists(pattern) or _globbed(pattern)):
+                raise RecipeError(f"recipe: `mix_files` source {name!r}: no file, folder or glob match {pattern!r}")
+        unknown = sorted(set(data_args.mix_probabilities or {}) - set(data_args.mix_files))
+        if unknown:
+            raise RecipeError(f"recipe: `mix_probabilities` names {unknown}, not sources of `mix_files` "
+                              f"({sorted(data_args.mix_files)})")
+    if script_args.heads_only_epochs > 0 and not script_args.heads_only_feature_cache:
+        raise RecipeError("recipe: with `streaming: true` a heads-only stage trains on cached features (a stream has "
+                          "no epochs): keep `heads_only_feature_cache: true` or set `heads_only_epochs: 0`")

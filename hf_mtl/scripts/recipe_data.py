@@ -352,3 +352,102 @@ def _file_split(data_args: DataArguments, split: str | None, seed: int) -> tuple
                           f"`{key}=path` on the command line), or give --file path")
     description = f"split {split!r} of the recipe's data: {key} {os.path.abspath(path)}"
     return _load_file(data_args, path), split, path, description
+def load_stream_datasets(data_args: DataArguments, seed: int, rank: int = 0, world_size: int = 1) -> tuple[Any, Any]:
+    """`streaming: true`: ``(train, eval)``: this process's [`TrainingStream`] (raw rows; the trainer adds the
+    preprocessing) and an in-memory eval ``datasets.Dataset`` (the `validation_file`, else the first
+    `max_eval_samples` rows held out of the stream, else None)."""
+    import datasets
+
+    from ..data import ROW_ID_COLUMN, TrainingStream, mix_datasets, split_stream
+    from ..data.streaming import data_files, describe_files, stream_files, stream_imagefolder
+
+    kind = data_args.dataset
+    path_columns = [data_args.input_column] if data_args.input_column else list(DEFAULT_INPUT_COLUMNS)
+
+    def open_stream(pattern: str) -> tuple[Any, list[str]]:
+        files = data_files(pattern)
+        try:
+            return stream_files(files, kind, path_columns=path_columns), files
+        except (ValueError, OSError) as err:
+            raise RecipeError(f"recipe: streaming data {pattern!r}: {err}") from err
+
+    try:
+        if kind == "imagefolder":
+            sources = {"train": stream_imagefolder(data_args.data_dir)}
+            described: Any = ("imagefolder", describe_files(_all_files(data_args.data_dir)))
+        elif data_args.mix_files:
+            opened = {name: open_stream(pattern) for name, pattern in data_args.mix_files.items()}
+            sources = {name: stream for name, (stream, _) in opened.items()}
+            described = {name: describe_files(files) for name, (_, files) in opened.items()}
+        else:
+            stream, files = open_stream(data_args.train_file)
+            sources, described = {"train": stream}, describe_files(files)
+    except (ValueError, FileNotFoundError) as err:
+        raise RecipeError(f"recipe: the streaming {kind} data cannot be read: {err}") from err
+    evaluation = None
+    if data_args.validation_file:
+        stream, _ = open_stream(data_args.validation_file)
+        evaluation = datasets.Dataset.from_list(list(stream), features=stream.features)
+    elif data_args.max_eval_samples:  # held out: the first rows of the first source, in file order
+        first = next(iter(sources.values()))
+        head = list(first.take(data_args.max_eval_samples))
+        evaluation = datasets.Dataset.from_list(head, features=first.features)
+        held = {row[ROW_ID_COLUMN] for row in head}
+        name = next(iter(sources))
+        sources[name] = first.filter(lambda row: row[ROW_ID_COLUMN] not in held)
+    else:
+        logger.warning("streaming: no `validation_file` and no `max_eval_samples`: training without an evaluation set")
+    if data_args.max_eval_samples is not None and evaluation is not None and len(evaluation) > data_args.max_eval_samples:
+        evaluation = evaluation.select(range(data_args.max_eval_samples))
+    shares = {}
+    for name, stream in sources.items():
+        stream = split_stream(stream, rank, world_size)
+        if data_args.shuffle_buffer_size:
+            stream = stream.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
+        shares[name] = stream
+    if len(shares) > 1:
+        probabilities = _mix_probabilities(data_args, sources)
+        try:
+            train = mix_datasets(shares, probabilities=probabilities, seed=seed, source_column=None)
+        except ValueError as err:
+            raise RecipeError(f"recipe: `mix_files`: {err}") from err
+    else:
+        train = next(iter(shares.values()))
+    return TrainingStream(train, validate_rows=data_args.validate_rows, description=described), evaluation
+
+
+def _all_files(folder: str) -> list[str]:
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names)
+
+
+def _mix_probabilities(data_args: DataArguments, sources: dict[str, Any]) -> list[float]:
+    """`mix_probabilities`, else ∝ rows (read from Parquet metadata, no data read), else uniform."""
+    from ..data import sampling_probabilities
+    from ..data.streaming import data_files
+
+    names = list(sources)
+    given = data_args.mix_probabilities
+    if given:
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise RecipeError(f"recipe: `mix_probabilities` has no probability for sources {missing}")
+        total = sum(float(given[n]) for n in names)
+        return [float(given[n]) / total for n in names]
+    if data_args.dataset == "parquet":
+        import pyarrow.parquet as pq
+
+        sizes = [sum(pq.ParquetFile(f).metadata.num_rows for f in data_files(data_args.mix_files[n])) for n in names]
+        return sampling_probabilities(sizes, "proportional")
+    return [1.0 / len(names)] * len(names)
+
+
+def stream_with_preprocessing(stream: Any, processor: Any, column: str, train: bool,
+                              allow_empty_text: bool = False) -> Any:
+    """A copy of the [`TrainingStream`] that preprocesses its rows (``dataset_transform``) as it yields them."""
+    import copy
+
+    from ..preprocessing import dataset_transform
+
+    prepared = copy.copy(stream)
+    prepared.transform = dataset_transform(processor, column, train=train, allow_empty_text=allow_empty_text)
+    return prepared

@@ -28,7 +28,15 @@ from ..checkpointing import resolve_resume_checkpoint
 from ..modelcard import default_model_name
 from .arguments import DataArguments, ModelArguments, RecipeError, RecipeParser, ScriptArguments, parse_recipe
 from .models import PACKAGED_BACKBONES, build_model, build_model_processor
-from .recipe_data import check_inputs, check_labels, input_column, load_recipe_datasets, with_preprocessing
+from .recipe_data import (
+    check_inputs,
+    check_labels,
+    input_column,
+    load_recipe_datasets,
+    load_stream_datasets,
+    stream_with_preprocessing,
+    with_preprocessing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -274,25 +282,35 @@ def run(
         )
     except ValueError as err:
         raise RecipeError(str(err)) from err
-    # The main process builds the `datasets` Arrow caches (load, split, map) first; the others then read them. Several
-    # nodes: each node's main when they keep their own files (save_on_each_node), else only the first node's main.
-    with training_args.main_process_first(desc="load the recipe's datasets", local=training_args.save_on_each_node):
-        train_raw, eval_raw = load_recipe_datasets(data_args, seed=training_args.seed)
+    if data_args.streaming:  # a stream per process (its own shards); its first rows are checked by the trainer
+        if training_args.max_steps <= 0:
+            raise RecipeError(f"recipe: `streaming: true` needs `max_steps` (> 0): a stream has no length, got "
+                              f"{training_args.max_steps}")
+        train_raw, eval_raw = load_stream_datasets(data_args, training_args.seed, training_args.process_index,
+                                                   training_args.world_size)
+        prepare = stream_with_preprocessing
+    else:
+        # The main process builds the `datasets` Arrow caches (load, split, map) first; the others then read them.
+        # Several nodes: each node's main when they keep their own files (save_on_each_node), else the first node's.
+        with training_args.main_process_first(desc="load the recipe's datasets", local=training_args.save_on_each_node):
+            train_raw, eval_raw = load_recipe_datasets(data_args, seed=training_args.seed)
+        prepare = with_preprocessing
     model = build_model(model_args)
     if model_args.model_name_or_path is None and packaged_hub_id(model_args.backbone):
         model.config.backbone_hub_id = packaged_hub_id(model_args.backbone)  # loaded from a package's local copy
     specs = model.task_specs
-    check_labels(train_raw, specs, data_args, "train")
+    if not data_args.streaming:
+        check_labels(train_raw, specs, data_args, "train")
     if eval_raw is not None:
         check_labels(eval_raw, specs, data_args, "eval")
     column = input_column(data_args, train_raw)
     for split, raw in (("train", train_raw), ("eval", eval_raw)):
-        if raw is not None:
+        if raw is not None and not (data_args.streaming and split == "train"):
             check_inputs(raw, column, input_kind(model.main_input_name), data_args, split)
     allow_empty = data_args.allow_empty_text
     processor = build_model_processor(model, model_args)
     model.set_processor(processor)
-    train_ds = with_preprocessing(train_raw, processor, column, train=data_args.augment, allow_empty_text=allow_empty)
+    train_ds = prepare(train_raw, processor, column, train=data_args.augment, allow_empty_text=allow_empty)
     eval_ds = with_preprocessing(eval_raw, processor, column, train=False, allow_empty_text=allow_empty) \
         if eval_raw is not None else None
     if script_args.tune_thresholds:  # before any training: an evaluation split and a task with thresholds
@@ -313,7 +331,7 @@ def run(
     heads_trainer_state = None
     if script_args.heads_only_epochs > 0 and not training_args.resume_from_checkpoint:
         heads_args = _heads_only_args(training_args, script_args)
-        heads_train = with_preprocessing(train_raw, processor, column, train=False, allow_empty_text=allow_empty) \
+        heads_train = prepare(train_raw, processor, column, train=False, allow_empty_text=allow_empty) \
             if heads_args.feature_cache else train_ds
         logger.info("stage 1/2: heads only for %s epochs", script_args.heads_only_epochs)
         stage = MultiTaskTrainer(model=model, args=heads_args, train_dataset=heads_train, eval_dataset=eval_ds, **common)
