@@ -76,27 +76,47 @@ def _format_cell(value: Any) -> str:
     return f"{value:.4f}"
 
 
+CARD_LABELS_PER_TASK = 40
+"""Labels per task the card's table and chart show: a task with more (10,000 product tags) shows those with the most
+present labels (support) and says how many more are in ``per_label_metrics.json``."""
+
+
 def per_label_table(
-    specs: Sequence[TaskSpec], per_label: Mapping[str, Mapping[str, Mapping[str, float]]] | None
+    specs: Sequence[TaskSpec], per_label: Mapping[str, Mapping[str, Mapping[str, float]]] | None,
+    max_labels: int | None = CARD_LABELS_PER_TASK,
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """``{task: {label: {metric: value}}}`` → (metric columns, rows ``{task, label, cells, text}``) in config order."""
+    """``{task: {label: {metric: value}}}`` → (metric columns, rows ``{task, label, cells, text}``) in config order.
+
+    At most ``max_labels`` labels per task (by support); a task with more ends with a row that says how many more."""
     if not per_label:
         return [], []
     unknown = sorted(set(per_label) - {spec.name for spec in specs})
     if unknown:
         raise ValueError(f"per-label metrics for unknown tasks {unknown}; the model's tasks are {[s.name for s in specs]}")
     columns: list[str] = []
+    seen: set[str] = set()
     for labels in per_label.values():
         for values in labels.values():
-            columns.extend(m for m in values if m not in columns)
+            for m in values:
+                if m not in seen:
+                    seen.add(m)
+                    columns.append(m)
     rows = []
     for spec in specs:
         labels = per_label.get(spec.name) or {}
-        order = [name for name in spec.label_names if name in labels] + [n for n in labels if n not in spec.label_names]
+        configured = set(spec.label_names)  # (a list lookup per label would be quadratic)
+        order = [name for name in spec.label_names if name in labels] + [n for n in labels if n not in configured]
+        hidden = 0
+        if max_labels is not None and len(order) > max_labels:
+            shown = set(sorted(order, key=lambda name: -float(labels[name].get("support") or 0))[:max_labels])
+            hidden, order = len(order) - max_labels, [name for name in order if name in shown]
         for label in order:
             values = labels[label]
             cells = [values.get(m) for m in columns]
             rows.append({"task": spec.name, "label": label, "cells": cells, "text": [_format_cell(v) for v in cells]})
+        if hidden:
+            rows.append({"task": spec.name, "label": f"(+{hidden} more labels: per_label_metrics.json)",
+                         "cells": [None] * len(columns), "text": [""] * len(columns), "note": True})
     return columns, rows
 
 
@@ -191,7 +211,8 @@ def plot_per_label_metrics(specs: Sequence[TaskSpec], columns: Sequence[str], ro
     regression's MAE / RMSE) get a panel of their own."""
     by_task: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
-        by_task.setdefault(row["task"], []).append(row)
+        if not row.get("note"):  # "(+N more labels ...)" of a long label list is the table's, not a bar
+            by_task.setdefault(row["task"], []).append(row)
     panels = []
     for spec in specs:
         task_rows = by_task.get(spec.name, [])

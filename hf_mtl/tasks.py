@@ -9,9 +9,11 @@ pos_weight eligibility, chance baselines and what the model card says. A new typ
 
 from __future__ import annotations
 
+import collections
+
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -151,7 +153,8 @@ class TaskSpec:
             self.labels = [str(label) for label in self.labels]
             if not self.labels:
                 raise ValueError(f"{where}: `labels` is empty; give at least one label name or leave it unset")
-            duplicates = sorted({lab for lab in self.labels if self.labels.count(lab) > 1})
+            counts = collections.Counter(self.labels)  # (list.count per label is quadratic: 10k labels, 1e8 steps)
+            duplicates = sorted(lab for lab, count in counts.items() if count > 1)
             if duplicates:
                 raise ValueError(f"{where}: duplicate label names {duplicates}")
         if self.num_outputs is not None and not _is_int(self.num_outputs):
@@ -265,20 +268,39 @@ def metric_key(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name)).strip("_") or "label"
 
 
+def label_index(spec: TaskSpec) -> dict[str, int]:
+    """``{label name: position}`` of the spec's labels, built once per labels list: a lookup per label value is O(1),
+    so encoding a row costs O(labels), not O(labels²) (10,000+ label tasks)."""
+    cached = spec.__dict__.get("_label_index")
+    names = spec.label_names
+    if cached is None or cached[0] is not spec.labels or len(cached[1]) != len(names):
+        cached = (spec.labels, {name: i for i, name in enumerate(names)})
+        spec.__dict__["_label_index"] = cached
+    return cached[1]
+
+
+def names_preview(names: Sequence[str], limit: int = 20) -> str:
+    """A label list for an error message: in full when short, else its first names and how many there are."""
+    names = list(names)
+    return str(names) if len(names) <= limit else f"{names[:limit]} ... ({len(names)} labels)"
+
+
 def _class_index(spec: TaskSpec, value: Any, where: str) -> int:
     """A class name or id → its id (None/NaN → ``MISSING``): the label rules of every class-valued task type."""
     names = spec.label_names
+    index = label_index(spec)
     if is_missing_value(value):
         return MISSING
     if isinstance(value, str):
-        if value not in names:
-            raise ValueError(f"task {spec.name!r}, {where}: unknown class {value!r}; known classes: {names}")
-        return names.index(value)
+        if value not in index:
+            raise ValueError(f"task {spec.name!r}, {where}: unknown class {value!r}; known classes: "
+                             f"{names_preview(names)}")
+        return index[value]
     if integer_named(spec.labels) and _integer_value(value) is not None:
-        if str(_integer_value(value)) in names:
-            return names.index(str(_integer_value(value)))
+        if str(_integer_value(value)) in index:
+            return index[str(_integer_value(value))]
         raise ValueError(
-            f"task {spec.name!r}, {where}: class {value!r} is not one of the label names {names}; the label names "
+            f"task {spec.name!r}, {where}: class {value!r} is not one of the label names {names_preview(names)}; the label names "
             "are integers, so integer values are read as names, never as class ids (write the label name)"
         )
     if isinstance(value, float) and value.is_integer():
@@ -610,38 +632,52 @@ class MultiLabelTask(_BinaryLike):
             return [float(MISSING)] * n
         if hasattr(value, "tolist"):
             value = value.tolist()
+        index = label_index(spec)  # O(labels) per row, never O(labels²)
         if isinstance(value, dict) and "positive" in value:
             # {"positive": names, "known": names}: labels outside `known` are missing, not negative
             positive, known = list(value["positive"] or []), value.get("known")
-            known = names if known is None else list(known)
-            unknown = sorted({str(v) for v in [*positive, *known]} - set(names))
+            unknown = sorted({str(v) for v in [*positive, *(known or [])]} - index.keys())
             if unknown:
-                raise ValueError(f"task {spec.name!r}, {where}: unknown label names {unknown}; known labels: {names}")
-            return [1.0 if name in positive else 0.0 if name in known else float(MISSING) for name in names]
+                raise ValueError(f"task {spec.name!r}, {where}: unknown label names {unknown}; known labels: "
+                                 f"{names_preview(names)}")
+            out = [0.0] * n if known is None else [float(MISSING)] * n
+            for name in known or []:
+                out[index[str(name)]] = 0.0
+            for name in positive:
+                out[index[str(name)]] = 1.0
+            return out
         if not isinstance(value, (list, tuple)):
             raise ValueError(
                 f"task {spec.name!r}, {where}: a multilabel label must be a list of {n} values (0/1/None) "
                 f"or a list of positive label names, got {value!r}"
             )
         if value and all(isinstance(v, str) for v in value):
-            unknown = sorted(set(value) - set(names))
+            unknown = sorted(set(value) - index.keys())
             if unknown:
-                raise ValueError(f"task {spec.name!r}, {where}: unknown label names {unknown}; known labels: {names}")
-            return [1.0 if name in value else 0.0 for name in names]
+                raise ValueError(f"task {spec.name!r}, {where}: unknown label names {unknown}; known labels: "
+                                 f"{names_preview(names)}")
+            out = [0.0] * n
+            for name in value:
+                out[index[name]] = 1.0
+            return out
         if integer_named(spec.labels) and value and all(_integer_value(v) is not None for v in value):
             as_names = [str(_integer_value(v)) for v in value]
             is_indicator = len(value) == n and all(_integer_value(v) in (0, 1) for v in value)
-            if set(as_names) <= set(names) and is_indicator:
+            if set(as_names) <= index.keys() and is_indicator:
                 raise ValueError(
                     f"task {spec.name!r}, {where}: {value!r} reads both as 0/1 values of the {n} labels and as the "
                     f"label names {as_names} (the label names {names} are integers); write the positive names as "
                     'strings, or {"positive": [...]}'
                 )
-            if set(as_names) <= set(names):
-                return [1.0 if name in as_names else 0.0 for name in names]
+            if set(as_names) <= index.keys():
+                out = [0.0] * n
+                for name in as_names:
+                    out[index[name]] = 1.0
+                return out
         if len(value) != n:
             raise ValueError(
-                f"task {spec.name!r}, {where}: label list has {len(value)} entries but the task has {n} labels {names}"
+                f"task {spec.name!r}, {where}: label list has {len(value)} entries but the task has {n} labels "
+                f"{names_preview(names)}"
             )
         return [self._binary_value(spec, v, where) for v in value]
 
