@@ -10,7 +10,6 @@ pos_weight eligibility, chance baselines and what the model card says. A new typ
 from __future__ import annotations
 
 import collections
-
 import math
 import re
 from collections.abc import Mapping, Sequence

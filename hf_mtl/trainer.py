@@ -172,20 +172,24 @@ class MultiTaskTrainer(Trainer):
         if args.feature_cache:
             if self._unfreezing_callback() is not None:
                 raise ValueError("feature_cache needs a backbone that stays frozen; it cannot go with gradual unfreezing")
+            # Every process computes its share of the rows (a stream: its own shards) into its own part; the main
+            # process publishes the folder once all parts are written (hf_mtl.transfer.feature_cache). Nodes that keep
+            # their own files (save_on_each_node) each write a whole cache, split over the node's processes.
+            local = args.save_on_each_node and args.world_size > 1
             cache = functools.partial(
                 transfer.cache_features, self.model, collator=self.data_collator,
                 batch_size=args.per_device_eval_batch_size, cache_dir=args.feature_cache_dir,
                 num_workers=args.dataloader_num_workers,
+                process_index=args.local_process_index if local else args.process_index,
+                num_processes=int(os.environ.get("LOCAL_WORLD_SIZE", args.world_size)) if local else args.world_size,
+                wait_for_everyone=self.accelerator.wait_for_everyone,
             )
-            # one process computes and writes the cache, the others read it: the first node's main, or each node's
-            # main when the nodes keep their own files (save_on_each_node)
-            with args.main_process_first(desc="backbone feature cache", local=args.save_on_each_node):
-                if self.train_dataset is not None:
-                    self.train_dataset = cache(self.train_dataset)
-                if isinstance(self.eval_dataset, Mapping):
-                    self.eval_dataset = {name: cache(dataset) for name, dataset in self.eval_dataset.items()}
-                elif self.eval_dataset is not None:
-                    self.eval_dataset = cache(self.eval_dataset)
+            if self.train_dataset is not None:
+                self.train_dataset = cache(self.train_dataset)
+            if isinstance(self.eval_dataset, Mapping):
+                self.eval_dataset = {name: cache(dataset) for name, dataset in self.eval_dataset.items()}
+            elif self.eval_dataset is not None:
+                self.eval_dataset = cache(self.eval_dataset)
 
     def _unfreezing_callback(self):
         from .transfer import GradualUnfreezingCallback

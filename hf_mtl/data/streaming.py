@@ -222,6 +222,17 @@ class TrainingStream(torch.utils.data.IterableDataset):
         self.dataset.set_epoch(pass_index)
         yield from self.dataset
 
+    def one_pass(self, pass_index: int = 0) -> Iterator[dict[str, Any]]:
+        """One pass of preprocessed rows (what the feature cache reads once)."""
+        chunk = []
+        for row in self.raw_rows(pass_index):
+            chunk.append(row)
+            if len(chunk) == self.chunk_rows:
+                yield from self._prepare(chunk)
+                chunk = []
+        if chunk:
+            yield from self._prepare(chunk)
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         to_skip, pass_index = self.resume_rows, 0
         if to_skip:
@@ -309,10 +320,10 @@ class TrainingStream(torch.utils.data.IterableDataset):
             counts[spec.name] += int(spec.task_type.count_present(encoded[spec.name]))
 
     def fingerprint(self) -> str:
-        """What decides the rows' content: the description (files with sizes and times), for the feature cache."""
+        """What decides the rows' content: the description (files with sizes and times) and the preprocessing."""
         from datasets.fingerprint import Hasher
 
-        return Hasher.hash((self.description, getattr(self.transform, "input_column", None)))
+        return Hasher.hash((self.description, self.transform))
 
 
 def describe_files(files: Sequence[str]) -> list[tuple[str, int, float]]:

@@ -13,13 +13,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..safety import default_file_mode
 from .blocks import unwrap_multitask_model
 
 logger = logging.getLogger(__name__)
@@ -85,23 +84,29 @@ def cache_features(
     keep_columns: list[str] | None = None,
     check_augmentation: bool = True,
     num_workers: int = 0,
+    process_index: int = 0,
+    num_processes: int = 1,
+    wait_for_everyone: Callable[[], None] | None = None,
 ) -> Any:
     """The dataset as pooled backbone ``features`` plus its label columns, computed once and cached on disk.
 
     Args:
         model: a [`MultiTaskModel`] whose backbone is frozen.
-        dataset: a ``datasets.Dataset`` of model inputs (or raw inputs with a preprocessing ``with_transform``).
+        dataset: a ``datasets.Dataset`` of model inputs (or raw inputs with a preprocessing ``with_transform``), or a
+            [`TrainingStream`]: one pass of it is cached (each process its own share), and training then reads
+            memory-mapped features instead of the stream.
         collator: turns rows into model inputs; default a [`MultiTaskDataCollator`] for the model's tasks.
         keep_columns: columns kept beside ``features``; default the task label columns the dataset has.
         check_augmentation: preprocess the first rows twice and refuse to cache if they differ (random augmentation
             would be frozen into the cache).
         num_workers: ``DataLoader`` workers that preprocess rows while the backbone runs.
+        process_index, num_processes, wait_for_everyone: with several processes each computes its share (a
+            contiguous range of rows, or its share of a stream) into its own Arrow part; once all have, the main
+            process publishes the folder (one rename) and every process reads all parts back as one dataset.
     Returns:
         A dataset with a ``features`` column (torch format) that [`MultiTaskModel.forward`] takes instead of inputs.
     """
-    import datasets
-
-    from ..data import MultiTaskDataCollator
+    from ..data import MultiTaskDataCollator, TrainingStream
 
     base = unwrap_multitask_model(model)
     trainable = [name for name, p in base.backbone.named_parameters() if p.requires_grad]
@@ -111,38 +116,142 @@ def cache_features(
             f"{trainable[0]!r}): the cache would go stale; freeze it first (freeze_policy='heads')"
         )
     collator = collator if collator is not None else MultiTaskDataCollator(base.task_specs)
+    stream = isinstance(dataset, TrainingStream)
     if keep_columns is None:
         label_columns = getattr(collator, "label_columns", {}) or {}
         wanted = {label_columns.get(name, name) for name in base.config.task_names}
         keep_columns = [c for c in dataset.column_names if c in wanted]
-    key = hashlib.sha256(
-        (backbone_fingerprint(base) + preprocessing_fingerprint(dataset, collator) + repr(keep_columns)).encode()
-    ).hexdigest()[:24]
+    source = (stream_fingerprint(dataset, collator, num_processes) if stream
+              else preprocessing_fingerprint(dataset, collator))
+    key = hashlib.sha256((backbone_fingerprint(base) + source + repr(keep_columns)).encode()).hexdigest()[:24]
     path = os.path.join(os.fspath(cache_dir or default_cache_dir(dataset)), f"features-{key}")
+    staging = os.path.join(os.path.dirname(path), f".tmp-features-{key}")
+    wait = wait_for_everyone or (lambda: None)
+    main = process_index == 0
+    if main and not os.path.isdir(path) and os.path.isdir(staging):
+        shutil.rmtree(staging, ignore_errors=True)  # parts of a run that died before publishing
+    wait()  # from here every process sees the same folder: nobody writes until the next barrier
     if os.path.isdir(path):
         logger.info("feature cache hit: %s", path)
         try:  # written atomically, so only damage from outside makes it unreadable; datasets' error names no folder
-            return _as_training_dataset(datasets.load_from_disk(path))
+            return _as_training_dataset(_load_cache(path))
         except Exception as err:
             raise ValueError(f"feature cache {path!r} cannot be read ({type(err).__name__}: {err}); delete the "
                              "folder and it is computed again") from err
-    if check_augmentation:
+    if check_augmentation and not stream:
         _check_deterministic(dataset, collator)
-    features = compute_features(base, dataset, collator, batch_size=batch_size, num_workers=num_workers)
-    raw = dataset.with_format(None).select_columns(keep_columns).flatten_indices()
-    table = raw.add_column(FEATURES_COLUMN, list(features.numpy()))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
+    os.makedirs(staging, exist_ok=True)
+    part = os.path.join(staging, f"part-{process_index:05d}-of-{num_processes:05d}.arrow")
+    if stream:
+        rows = _write_stream_part(base, dataset, collator, keep_columns, part, batch_size)
+    else:
+        start, stop = len(dataset) * process_index // num_processes, len(dataset) * (process_index + 1) // num_processes
+        share = dataset.select(range(start, stop)) if num_processes > 1 else dataset
+        rows = _write_part(base, share, collator, keep_columns, part, batch_size, num_workers)
+    logger.info("feature cache part %d/%d: %d rows", process_index + 1, num_processes, rows)
+    wait()
+    if main:
+        with open(os.path.join(staging, PARTS_FILE), "w", encoding="utf-8") as handle:
+            json.dump({"parts": sorted(n for n in os.listdir(staging) if n.endswith(".arrow"))}, handle)
+        try:
+            os.replace(staging, path)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not os.path.isdir(path):
+                raise
+    wait()
+    cached = _load_cache(path)
+    logger.info("feature cache written: %s (%d rows in %d parts)", path, len(cached), num_processes)
+    return _as_training_dataset(cached)
+
+
+PARTS_FILE = "parts.json"
+
+
+def _load_cache(path: str) -> Any:
+    """The cache as one memory-mapped dataset: its Arrow parts concatenated in process order."""
+    import datasets
+
+    index = os.path.join(path, PARTS_FILE)
+    if not os.path.isfile(index):  # a cache written before parts (one `save_to_disk` folder)
+        return datasets.load_from_disk(path)
+    with open(index, encoding="utf-8") as handle:
+        names = json.load(handle)["parts"]
+    parts = [datasets.Dataset.from_file(os.path.join(path, name)) for name in names]
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _cache_features_type(dataset_features: Any, keep_columns: list[str]) -> Any:
+    import datasets
+
+    kept = {c: dataset_features[c] for c in keep_columns if dataset_features is not None and c in dataset_features}
+    if len(kept) < len(keep_columns):
+        return None  # untyped columns (a JSON stream): the writer infers them
+    return datasets.Features({**kept, FEATURES_COLUMN: datasets.List(datasets.Value("float32"))})
+
+
+def _write_part(base: nn.Module, share: Any, collator: Any, keep_columns: list[str], part: str, batch_size: int,
+                num_workers: int) -> int:
+    from datasets.arrow_writer import ArrowWriter
+
+    features = compute_features(base, share, collator, batch_size=batch_size, num_workers=num_workers) \
+        if len(share) else torch.empty(0, 0)
+    raw = share.with_format(None).select_columns(keep_columns).flatten_indices()
+    with ArrowWriter(features=_cache_features_type(raw.features, keep_columns), path=part) as writer:
+        for start in range(0, len(raw), 1000):
+            batch = raw[start:start + 1000]
+            batch[FEATURES_COLUMN] = list(features[start:start + 1000].numpy())
+            writer.write_batch(batch)
+        if not len(raw):
+            writer.write_batch({**{c: [] for c in keep_columns}, FEATURES_COLUMN: []})
+        writer.finalize()
+    return len(raw)
+
+
+@torch.no_grad()
+def _write_stream_part(base: nn.Module, stream: Any, collator: Any, keep_columns: list[str], part: str,
+                       batch_size: int) -> int:
+    """One pass of this process's stream, batch by batch into an Arrow file: memory holds one batch."""
+    from datasets.arrow_writer import ArrowWriter
+
+    backbone = base.backbone
+    was_training = backbone.training
+    backbone.eval()
+    device = next(backbone.parameters()).device
+    rows, buffer = 0, []
+    writer = ArrowWriter(features=_cache_features_type(stream.features, keep_columns), path=part)
+
+    def flush() -> None:
+        batch = collator(buffer)
+        inputs = {k: v.to(device) for k, v in batch.items() if k in backbone.input_names}
+        features = backbone(**inputs).float().cpu().numpy()
+        writer.write_batch({**{c: [row.get(c) for row in buffer] for c in keep_columns},
+                            FEATURES_COLUMN: list(features)})
+
     try:
-        table.save_to_disk(tmp)
-        os.chmod(tmp, default_file_mode(directory=True))  # mkdtemp made it 0700: an ordinary folder, as the files in it
-        os.replace(tmp, path)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not os.path.isdir(path):
-            raise
-    logger.info("feature cache written: %s (%d rows, %d features)", path, len(table), features.shape[1])
-    return _as_training_dataset(datasets.load_from_disk(path))
+        for row in stream.one_pass():
+            buffer.append(row)  # (its row id names the row if the collator finds a bad label)
+            rows += 1
+            if len(buffer) == batch_size:
+                flush()
+                buffer = []
+        if buffer:
+            flush()
+        writer.finalize()
+    finally:
+        writer.close()
+        backbone.train(was_training)
+    return rows
+
+
+def stream_fingerprint(stream: Any, collator: Any, num_processes: int) -> str:
+    """A stream's cache key: its files (sizes, times), preprocessing, collator and how it is split over processes."""
+    from datasets.fingerprint import Hasher
+
+    parts = {"stream": stream.fingerprint(), "processes": num_processes,
+             "collator": Hasher.hash((type(collator).__qualname__, getattr(collator, "tokenizer", None),
+                                      getattr(collator, "input_names", None)))}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 @torch.no_grad()
