@@ -20,6 +20,10 @@ from .collator import encode_labels
 logger = logging.getLogger(__name__)
 
 
+ENCODE_CHUNK_VALUES = 2_000_000
+"""Encoded label values held at once while checking labels: a chunk has fewer rows when a task has many labels."""
+
+
 def iter_encoded_labels(
     dataset: Any,
     tasks: Sequence[TaskSpec],
@@ -37,6 +41,8 @@ def iter_encoded_labels(
 
     label_columns = dict(label_columns or {})
     known_label_columns = dict(known_label_columns or {})
+    widest = max((spec.output_size for spec in tasks), default=1)
+    chunk_size = max(1, min(chunk_size, ENCODE_CHUNK_VALUES // max(widest, 1)))  # 50,000 labels: 40 rows a chunk
     columns = {spec.name: label_columns.get(spec.name, spec.name) for spec in tasks}
     needed = sorted({*columns.values(), *known_label_columns.values()})
     features = getattr(dataset, "features", None)

@@ -57,6 +57,60 @@ def binary_scores(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5
     return out
 
 
+def binary_scores_columns(scores: np.ndarray, labels: np.ndarray, thresholds: Sequence[float]) -> list[dict]:
+    """[`binary_scores`] of every column of ``(N, L)`` arrays at once: one sort per column, no Python loop over labels
+    (per-label scikit-learn calls cost ~30 ms per label, 5 minutes per evaluation of a 10,000-tag task).
+
+    Same definitions as scikit-learn: ROC-AUC counts tied scores as half, average precision steps at each distinct
+    score (``average_precision_score``), F1 and accuracy at each label's threshold."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    n, width = scores.shape
+    mask = present(labels)
+    y = np.where(mask, labels, 0.0) > 0.5
+    count, n_pos = mask.sum(0), (y & mask).sum(0)
+    n_neg = count - n_pos
+    pred = scores >= np.asarray(thresholds, dtype=np.float64)[None, :]
+    correct = ((pred == y) & mask).sum(0)
+    tp, fp, fn = (pred & y & mask).sum(0), (pred & ~y & mask).sum(0), (~pred & y & mask).sum(0)
+    # descending score per column, absent entries last; a tie group ends where the next present score differs
+    order = np.argsort(np.where(mask, -scores, np.inf), axis=0, kind="stable")
+    s = np.take_along_axis(scores, order, axis=0)
+    m = np.take_along_axis(mask, order, axis=0)
+    pos = np.take_along_axis(y, order, axis=0) & m
+    neg = ~np.take_along_axis(y, order, axis=0) & m
+    tps, fps = np.cumsum(pos, axis=0), np.cumsum(neg, axis=0)
+    rows = np.arange(n)[:, None]
+    nxt_differs = np.ones_like(m)
+    nxt_differs[:-1] = (s[1:] != s[:-1]) | ~m[1:]
+    end = nxt_differs & m
+    group_end = np.minimum.accumulate(np.where(end, rows, n - 1)[::-1], axis=0)[::-1]
+    starts = np.zeros_like(m)
+    starts[0] = True
+    starts[1:] = end[:-1]
+    group_start = np.maximum.accumulate(np.where(starts, rows, 0), axis=0)
+    tps_end, fps_end = np.take_along_axis(tps, group_end, axis=0), np.take_along_axis(fps, group_end, axis=0)
+    precision_end = tps_end / np.maximum(tps_end + fps_end, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average_precision = (pos * precision_end).sum(0) / n_pos
+        fps_before = np.where(group_start > 0, np.take_along_axis(fps, np.maximum(group_start - 1, 0), axis=0), 0)
+        beaten = (n_neg[None, :] - fps_end) + 0.5 * (fps_end - fps_before)  # negatives below, and half the ties
+        roc_auc = (pos * beaten).sum(0) / (n_pos * n_neg)
+        accuracy = correct / count
+        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    out = []
+    for j in range(width):
+        row: dict[str, float | None] = dict.fromkeys(BINARY_METRICS)
+        row.update(support=int(n_pos[j]), count=int(count[j]))
+        if count[j]:
+            row["accuracy"] = float(accuracy[j])
+            if n_pos[j]:
+                row["average_precision"], row["f1"] = float(average_precision[j]), float(f1[j])
+            if 0 < n_pos[j] < count[j]:
+                row["roc_auc"] = float(roc_auc[j])
+        out.append(row)
+    return out
+
+
 def multilabel_scores(
     probabilities: np.ndarray,
     labels: np.ndarray,
@@ -82,7 +136,7 @@ def multilabel_scores(
         thresholds = [float(thresholds)] * n
     if len(thresholds) != n:
         raise ValueError(f"{len(thresholds)} thresholds for {n} outputs")
-    per_label = {name: binary_scores(probs[:, j], labels[:, j], thresholds[j]) for j, name in enumerate(names)}
+    per_label = dict(zip(names, binary_scores_columns(probs, labels, thresholds)))
     macro = {m: _mean([per_label[name][m] for name in names]) for m in BINARY_METRICS}
     # micro: pool present entries; F1/accuracy use each label's own threshold
     mask = present(labels)
