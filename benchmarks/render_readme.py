@@ -305,6 +305,45 @@ TITLES = {
 }
 
 
+def scale(r: dict) -> list[str]:
+    """benchmarks/scale.py: streaming vs map-style memory and throughput; label validation / evaluation cost."""
+    res, s = r["results"], r["settings"]
+    lines = []
+    if "runs" in res:
+        lines += [f"`hf-mtl train` recipe runs, {s['backbone']} (random weights) at {s['image_size']} px, batch "
+                  f"{s['batch_size']}, {s['steps']} steps at every size, one torch thread, one fresh process per run; "
+                  "the map-style run loads with `load_dataset` and checks every row, the streaming run its first "
+                  "rows. The machine was shared with other jobs (wall-clock ratios are from runs of the same pass).",
+                  "", "| rows | data (MiB) | streaming peak RSS (MiB) | map-style peak RSS (MiB) | streaming samples/s | "
+                  "map-style samples/s | ratio |", "|---|---|---|---|---|---|---|"]
+        for scale_ in res["scales"]:
+            key = str(scale_)
+            st, mp = res["runs"]["streaming"][key], res["runs"]["map_style"][key]
+            lines.append(f"| {res['rows'][key]} | {res['data_mb'][key]:.0f} | {st['peak_rss_mb']:.0f} | "
+                         f"{mp['peak_rss_mb']:.0f} | {st['train_samples_per_second']:.1f} | "
+                         f"{mp['train_samples_per_second']:.1f} | {res['throughput_ratios_per_scale'][key]:.3f} |")
+        growth = res["rss_growth_1x_to_16x"]
+        lines += ["", f"Peak RSS from 1x to 16x: streaming **{growth['streaming']:.2f}x**, map-style "
+                  f"**{growth['map_style']:.2f}x**; throughput streaming / map-style "
+                  f"{_ratio(res['throughput_ratio_streaming_to_map'])}.", ""]
+    if "labels" in res:
+        lines += [f"One multilabel task, `validate_labels` over {s['label_rows']} rows (5 positive names each) and the "
+                  f"Trainer's `compute_metrics` (per-label metrics included) over {s['eval_rows']} rows, a fresh "
+                  "process per size.", "",
+                  "| labels | validate s | evaluate s | evaluate µs per label and row | peak RSS (MiB) |",
+                  "|---|---|---|---|---|"]
+        for n in res["label_sizes"]:
+            row = res["labels"][str(n)]
+            lines.append(f"| {n:,} | {row['validate_s']:.2f} | {row['evaluate_s']:.2f} | "
+                         f"{1e6 * row['evaluate_s'] / (n * row['eval_rows']):.2f} | {row['peak_rss_mb']:.0f} |")
+    return lines
+
+
+RENDERERS["scale"] = scale
+TITLES["scale"] = "7. Scale: streaming vs map-style as the data grows; 1k-50k labels"
+ORDER = (*ORDER, "scale")
+
+
 def render(results_dir: Path) -> str:
     parts = []
     for name in ORDER:
@@ -333,6 +372,16 @@ def headline(name: str, r: dict) -> str:
     res = r["results"]
     if r["skipped"]:
         return f"not run: {r['skipped']}"
+    if name == "scale":
+        parts = []
+        if "rss_growth_1x_to_16x" in res:
+            parts.append(f"peak RSS 1x→16x rows: streaming {res['rss_growth_1x_to_16x']['streaming']:.2f}x, map-style "
+                         f"{res['rss_growth_1x_to_16x']['map_style']:.2f}x; streaming throughput "
+                         f"{res['throughput_ratio_streaming_to_map']['median']:.2f}x map-style")
+        if "seconds_per_label" in res:
+            per = res["seconds_per_label"]["evaluate_s"]
+            parts.append(f"evaluation time per label 50k/1k labels {per['50000'] / per['1000']:.2f}x")
+        return "; ".join(parts)
     if name == "overhead":
         c = res["cpu_step_time_s"]["variants"]
         w = res["step_time_s"]["variants"]

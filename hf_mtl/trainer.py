@@ -100,7 +100,15 @@ class MultiTaskTrainer(Trainer):
         _check_stream_args(kwargs.get("train_dataset"), args)
         if args.ddp_find_unused_parameters is None and _every_trainable_parameter_used(model, args):
             args.ddp_find_unused_parameters = False  # DDP's search for unused parameters would find none, and warn
+        from .data import TrainingStream
+
+        stream_to_cache = kwargs.get("train_dataset") if isinstance(kwargs.get("train_dataset"), TrainingStream) \
+            and args.feature_cache and args.max_steps <= 0 else None
+        if stream_to_cache is not None:  # epochs over cached features: the stream is cached in _setup_transfer, after
+            kwargs["train_dataset"] = None  # the stock check that a dataset without a length has max_steps
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
+        if stream_to_cache is not None:
+            self.train_dataset = stream_to_cache
         from .progress import use_line_progress
 
         use_line_progress(self)  # whole periodic lines instead of a tqdm bar when the output is a file

@@ -72,3 +72,22 @@ def test_label_encoding_is_linear_in_the_number_of_labels():
     """10x the labels costs about 10x (was 100x: a list lookup per label); generous bound for a loaded machine."""
     small, large = _encode_seconds(2_000), _encode_seconds(20_000)
     assert large / small < 30, (small, large)
+
+
+def test_per_label_metrics_of_all_columns_equal_scikit_learn_per_label():
+    """The vectorised per-label metrics (one sort per column) give scikit-learn's values, ties and missing included."""
+    from hf_mtl.metrics.functional import binary_scores, binary_scores_columns
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n, width = int(rng.integers(1, 30)), int(rng.integers(1, 8))
+        scores = np.round(rng.random((n, width)), int(rng.integers(1, 3)))  # coarse scores: many ties
+        labels = (rng.random((n, width)) < rng.random()).astype(float)
+        labels[rng.random((n, width)) < 0.3] = -100
+        thresholds = rng.random(width)
+        columns = binary_scores_columns(scores, labels, thresholds)
+        for j in range(width):
+            expected = binary_scores(scores[:, j], labels[:, j], thresholds[j])
+            assert columns[j].keys() == expected.keys()
+            for key, value in expected.items():
+                assert (value is None and columns[j][key] is None) or columns[j][key] == pytest.approx(value, abs=1e-12)

@@ -136,3 +136,15 @@ def test_two_processes_stream_equal_one_process_with_twice_the_batch(tmp_path):
     assert any(k.startswith("heads.") for k in w1)
     for key in w1:
         torch.testing.assert_close(w2[key], w1[key], rtol=0, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}")
+
+
+@pytest.mark.slow
+def test_heads_only_stage_trains_on_a_cached_pass_of_the_stream(tmp_path):
+    folder = write_parquet_shards(tmp_path / "d", 16, shards=2)
+    cache = tmp_path / "cache"
+    metrics = _run(tiny_recipe(folder, tmp_path / "out", dataset="parquet", streaming=True, max_steps=2,
+                               heads_only_epochs=1, feature_cache_dir=str(cache), max_eval_samples=4,
+                               final_model="last"))
+    assert "eval_loss" in metrics
+    parts = [p for folder_ in cache.glob("features-*") for p in folder_.glob("part-*.arrow")]
+    assert len(parts) == 2  # the train stream's pass and the eval set, each cached once (one part: one process)

@@ -512,7 +512,7 @@ def validate(
         )
     for key in ("train_file", "validation_file", "test_file", "data_dir"):
         path = getattr(data_args, key)
-        if path is not None and not os.path.exists(path) and not (data_args.streaming and _globbed(path)):
+        if path is not None and not os.path.exists(path) and not _globbed(path):  # (load_dataset takes globs)
             raise RecipeError(f"recipe: `{key}` path {path!r} does not exist")
     if data_args.streaming:
         _validate_streaming(data_args, script_args)

@@ -1,0 +1,240 @@
+"""Scale: streaming training memory and throughput as the data set grows, and large label spaces.
+
+(a) Peak resident memory of a whole `hf-mtl train` recipe run (load, checks before step 1, a fixed number of training
+steps) on Parquet shards of PNG images at 1x, 4x and 16x the rows, with `streaming: true` against the map-style path
+(`load_dataset` + Arrow cache + every row checked). Target: streaming flat, at most 1.2x from 1x to 16x.
+(b) Training throughput (samples / s of `trainer.train`) of the streaming path against the map-style path on the same
+data, measured in the same run (pairs of fresh processes). Target: at least 0.9x.
+(d) Time and peak memory of label validation (`validate_labels`) and evaluation (the Trainer's `compute_metrics`)
+of a multilabel task with 1k, 10k and 50k labels, each size in a fresh process. Target: linear (time per label at
+50k at most 2x that at 1k).
+Each configuration runs in its own process (peak RSS is a high-water mark), one torch thread.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import base_parser, setup_logging, summarize, target, write_report  # noqa: E402
+
+NAME = "scale"
+QUESTION = ("Streaming vs map-style recipe training as the data set grows (peak memory, throughput), and label "
+            "validation / evaluation cost at 1k-50k labels")
+REPO = Path(__file__).resolve().parent.parent
+SCALES = (1, 4, 16)
+LABEL_SIZES = (1_000, 10_000, 50_000)
+TASKS = [{"name": "kind", "type": "multiclass", "labels": [f"c{i}" for i in range(10)]},
+         {"name": "tags", "type": "multilabel", "labels": ["a", "b", "c", "d", "e"]}]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def write_shards(folder: Path, rows: int, shards: int, image_size: int, seed: int) -> Path:
+    """``rows`` noise PNGs with labels, in ``shards`` Parquet files (images embedded as bytes)."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    features = datasets.Features({"image": datasets.Image(), "kind": datasets.Value("string"),
+                                  "tags": datasets.List(datasets.Value("string"))})
+    per_shard = rows // shards
+    for s in range(shards):
+        batch = {"image": [], "kind": [], "tags": []}
+        for _ in range(per_shard):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)).save(buffer, "PNG")
+            batch["image"].append({"bytes": buffer.getvalue(), "path": None})
+            batch["kind"].append(f"c{int(rng.integers(10))}")
+            batch["tags"].append(sorted({"abcde"[int(i)] for i in rng.integers(0, 5, 2)}))
+        datasets.Dataset.from_dict(batch, features=features).to_parquet(str(folder / f"part-{s:04d}.parquet"))
+    return folder
+
+
+def recipe(data: Path, out: Path, streaming: bool, args) -> dict:
+    base = {"backbone": args.backbone, "weights": "none", "image_size": args.image_size, "tasks": TASKS,
+            "dataset": "parquet", "train_file": str(data / "*.parquet"), "input_column": "image", "augment": False,
+            "max_steps": args.steps, "per_device_train_batch_size": args.batch_size, "per_device_eval_batch_size": 32,
+            "learning_rate": 1e-3, "logging_steps": 1000, "save_strategy": "no", "report_to": "none",
+            "seed": args.seed, "output_dir": str(out), "dataloader_pin_memory": False, "disable_tqdm": True,
+            "max_eval_samples": 32, "show_per_label": False}
+    if streaming:
+        base.update(streaming=True, shuffle_buffer_size=256, validate_rows=256)
+    else:
+        base.update(validation_split=0.01)
+    return base
+
+
+def worker_train(spec: dict) -> dict:
+    """One recipe run in this (fresh) process: its peak RSS and the training throughput."""
+    import torch
+
+    from hf_mtl.scripts.arguments import parse_recipe
+    from hf_mtl.scripts.train import run
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    run(*parse_recipe(spec["recipe"]))
+    train = json.loads((Path(spec["recipe"]["output_dir"]) / "train_results.json").read_text())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"peak_rss_mb": peak_rss_mb(), "wall_s": time.perf_counter() - start,
+            "cpu_s": usage.ru_utime + usage.ru_stime, "train_samples_per_second": train["train_samples_per_second"],
+            "train_runtime_s": train["train_runtime"]}
+
+
+def worker_labels(spec: dict) -> dict:
+    """Label validation and evaluation of one multilabel task of ``spec["labels"]`` labels."""
+    import datasets
+    import numpy as np
+    import torch
+    from transformers import EvalPrediction
+
+    from hf_mtl import TaskSpec
+    from hf_mtl.data import validate_labels
+    from hf_mtl.metrics import build_compute_metrics
+
+    torch.set_num_threads(1)
+    n_labels, rows, eval_rows = spec["labels"], spec["rows"], spec["eval_rows"]
+    names = [f"tag_{i:06d}" for i in range(n_labels)]
+    task = TaskSpec(name="tags", type="multilabel", labels=names)
+    rng = np.random.default_rng(0)
+    data = datasets.Dataset.from_dict({"tags": [[names[int(i)] for i in rng.integers(0, n_labels, 5)]
+                                                for _ in range(rows)]})
+    base_rss = peak_rss_mb()
+    start = time.perf_counter()
+    validate_labels(data, [task])
+    validate_s = time.perf_counter() - start
+    validate_rss = peak_rss_mb()
+    logits = rng.standard_normal((eval_rows, n_labels)).astype(np.float32)
+    labels = (rng.random((eval_rows, n_labels)) < 0.05).astype(np.float32)
+    labels[rng.random((eval_rows, n_labels)) < 0.2] = -100
+    compute = build_compute_metrics([task], per_label=True)
+    start = time.perf_counter()
+    metrics = compute(EvalPrediction(predictions={"tags": logits}, label_ids={"tags": labels}))
+    evaluate_s = time.perf_counter() - start
+    return {"labels": n_labels, "validate_rows": rows, "eval_rows": eval_rows, "validate_s": validate_s,
+            "evaluate_s": evaluate_s, "rss_before_mb": base_rss, "peak_rss_after_validate_mb": validate_rss,
+            "peak_rss_mb": peak_rss_mb(), "metric_keys": len(metrics)}
+
+
+def in_fresh_process(kind: str, spec: dict) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, __file__, "--worker", kind, json.dumps(spec)], cwd=REPO, env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {kind} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone (random weights).")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=None, help="Training steps per run (the same at every scale).")
+    parser.add_argument("--base-rows", type=int, default=None, help="Rows at 1x.")
+    parser.add_argument("--shards", type=int, default=8, help="Parquet shards at 1x (x scale at larger sizes).")
+    parser.add_argument("--stored-image-size", type=int, default=96, help="Side of the stored PNGs.")
+    parser.add_argument("--label-rows", type=int, default=None, help="Rows whose labels are validated.")
+    parser.add_argument("--eval-rows", type=int, default=None, help="Evaluation rows scored.")
+    parser.add_argument("--parts", default="a,b,d", help="Which parts to run (a,b share runs; d).")
+    args = parser.parse_args(argv)
+    args.steps = args.steps or (6 if args.quick else 40)
+    args.base_rows = args.base_rows or (64 if args.quick else 1500)
+    args.label_rows = args.label_rows or (50 if args.quick else 500)
+    args.eval_rows = args.eval_rows or (50 if args.quick else 200)
+    setup_logging()
+    parts = set(args.parts.split(","))
+    results: dict = {}
+    targets = []
+    if parts & {"a", "b"}:
+        runs: dict = {"streaming": {}, "map_style": {}}
+        data_mb = {}
+        with tempfile.TemporaryDirectory(prefix="hf_mtl_scale_") as tmp:
+            for scale in SCALES:
+                data = write_shards(Path(tmp) / f"x{scale}", args.base_rows * scale, args.shards * scale,
+                                    args.stored_image_size, args.seed)
+                data_mb[scale] = sum(f.stat().st_size for f in data.iterdir()) / 2**20
+                order = ("streaming", "map_style") if scale % 2 else ("map_style", "streaming")
+                for mode in order:  # a fresh cache folder per run: the map-style path builds its Arrow cache
+                    env_home = Path(tmp) / f"home-{mode}-{scale}"
+                    os.environ["HF_DATASETS_CACHE"] = str(env_home)
+                    spec = {"recipe": recipe(data, Path(tmp) / f"out-{mode}-{scale}", mode == "streaming", args)}
+                    runs[mode][scale] = in_fresh_process("train", spec)
+                    print(json.dumps({"mode": mode, "scale": scale, **runs[mode][scale]}), flush=True)
+        ratios = [runs["streaming"][s]["train_samples_per_second"] / runs["map_style"][s]["train_samples_per_second"]
+                  for s in SCALES]
+        growth = {mode: runs[mode][SCALES[-1]]["peak_rss_mb"] / runs[mode][SCALES[0]]["peak_rss_mb"] for mode in runs}
+        results.update(scales=list(SCALES), rows={s: args.base_rows * s for s in SCALES}, data_mb=data_mb, runs=runs,
+                       rss_growth_1x_to_16x=growth, throughput_ratio_streaming_to_map=summarize(ratios),
+                       throughput_ratios_per_scale=dict(zip(SCALES, ratios)))
+        targets.append(target("streaming_peak_rss_growth_1x_to_16x", growth["streaming"], 1.2, "<=",
+                              "peak RSS of a streaming recipe run at 16x the rows / at 1x"))
+        targets.append(target("streaming_throughput_vs_map_style", summarize(ratios)["median"], 0.9, ">=",
+                              "train samples/s streaming / map-style, median over the scales (same run)"))
+    if "d" in parts:
+        labels = {}
+        for n in LABEL_SIZES:
+            labels[n] = in_fresh_process("labels", {"labels": n, "rows": args.label_rows, "eval_rows": args.eval_rows})
+            print(json.dumps(labels[n]), flush=True)
+        per_label = {key: {n: labels[n][key] / n for n in LABEL_SIZES} for key in ("validate_s", "evaluate_s")}
+        results.update(label_sizes=list(LABEL_SIZES), labels=labels, seconds_per_label=per_label)
+        for key in ("validate_s", "evaluate_s"):
+            growth = per_label[key][LABEL_SIZES[-1]] / per_label[key][LABEL_SIZES[0]]
+            targets.append(target(f"{key[:-2]}_time_per_label_50k_over_1k", growth, 2.0, "<=",
+                                  f"{key[:-2]} seconds per label at 50k labels / at 1k (1 = linear, 50 = quadratic)"))
+    return write_report(NAME, QUESTION, args, results, targets, plot=lambda path: plot(results, path))
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    panels = [p for p in ("runs", "labels") if p in results]
+    fig, axes = plt.subplots(1, len(panels) + ("runs" in results), figsize=(5 * (len(panels) + 1), 4))
+    axes = list(axes) if hasattr(axes, "__len__") else [axes]
+    i = 0
+    if "runs" in results:
+        rows = [results["rows"][s] for s in results["scales"]]
+        for mode, runs in results["runs"].items():
+            axes[0].plot(rows, [runs[s]["peak_rss_mb"] for s in results["scales"]], marker="o", label=mode)
+            axes[1].plot(rows, [runs[s]["train_samples_per_second"] for s in results["scales"]], marker="o",
+                         label=mode)
+        axes[0].set(xscale="log", xlabel="training rows", ylabel="peak RSS (MiB)", title="(a) peak memory")
+        axes[1].set(xscale="log", xlabel="training rows", ylabel="train samples / s", title="(b) throughput")
+        for ax in axes[:2]:
+            ax.legend()
+        i = 2
+    if "labels" in results:
+        sizes = results["label_sizes"]
+        for key in ("validate_s", "evaluate_s"):
+            axes[i].plot(sizes, [results["labels"][n][key] for n in sizes], marker="o", label=key[:-2])
+        axes[i].set(xscale="log", yscale="log", xlabel="labels", ylabel="seconds",
+                    title="(d) label validation / evaluation")
+        axes[i].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        kind, spec = sys.argv[2], json.loads(sys.argv[3])
+        result = worker_train(spec) if kind == "train" else worker_labels(spec)
+        print(json.dumps(result))
+    else:
+        main()
