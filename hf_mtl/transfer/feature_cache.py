@@ -160,6 +160,13 @@ def cache_features(
             if not os.path.isdir(path):
                 raise
     wait()
+    with open(os.path.join(path, PARTS_FILE), encoding="utf-8") as handle:
+        found = len(json.load(handle)["parts"])
+    if found != num_processes:  # every process reads the same index: all raise, none waits for the others
+        raise ValueError(
+            f"feature cache {path}: {found} of {num_processes} processes' parts were found; processes on other nodes "
+            "must write to the same folder (put `feature_cache_dir` on a file system every node shares)"
+        )
     cached = _load_cache(path)
     logger.info("feature cache written: %s (%d rows in %d parts)", path, len(cached), num_processes)
     return _as_training_dataset(cached)
