@@ -43,16 +43,19 @@ def test_stream_reads_shards_round_robin_and_names_rows(tmp_path):
     assert all(Path(r["image"]).is_file() for r in rows)  # relative paths resolved against the shard's folder
 
 
-@pytest.mark.parametrize("shards", [4, 3])  # 4: each process reads its own 2 shards; 3: both read all, 1 row in 2
-def test_two_shares_per_step_equal_one_stream_with_twice_the_batch(tmp_path, shards):
+# 4 shards: each process reads its own 2; 3: both read all, keep 1 row in 2; 8 shards 4 open at a time: two groups
+@pytest.mark.parametrize(("shards", "open_shards"), [(4, 16), (3, 16), (8, 4)])
+def test_two_shares_per_step_equal_one_stream_with_twice_the_batch(tmp_path, shards, open_shards):
     folder = write_parquet_shards(tmp_path / "d", 4 * shards, shards=shards)
     stream = stream_files(sorted(folder.glob("*.parquet")), "parquet")
-    whole = [r[ROW_ID_COLUMN] for r in split_stream(stream)]
-    shares = [[r[ROW_ID_COLUMN] for r in split_stream(stream, rank, 2)] for rank in range(2)]
+    whole = [r[ROW_ID_COLUMN] for r in split_stream(stream, open_shards=open_shards)]
+    shares = [[r[ROW_ID_COLUMN] for r in split_stream(stream, rank, 2, open_shards)] for rank in range(2)]
     assert sorted(shares[0] + shares[1]) == sorted(whole) and not set(shares[0]) & set(shares[1])
     if shards == 4:
         files = [{r.split()[0] for r in share} for share in shares]
         assert len(files[0]) == len(files[1]) == 2 and not files[0] & files[1]  # its own shards only
+    if open_shards < shards:  # the first group's shards are read before the next group's open
+        assert {r.split()[0] for r in whole[:16]} == {f"part-{i:03d}.parquet" for i in range(4)}
     b = 2  # per-process batch (a multiple of the shards per process)
     for step in range(len(whole) // (2 * b)):
         assert set(whole[2 * b * step: 2 * b * (step + 1)]) == set(

@@ -147,34 +147,48 @@ def _read_file(path: str, kind: str, path_columns: tuple[str, ...], batch_rows: 
             index += 1
 
 
-def split_stream(dataset: Any, rank: int = 0, world_size: int = 1) -> Any:
-    """This process's share of ``dataset``, read round-robin over its shards (one row of each in turn).
+OPEN_SHARDS = 16
+"""Shards read at once (round-robin) over all processes: memory holds a row group of each open shard, so it is
+bounded by this, not by the number of shards or rows; the next ``OPEN_SHARDS`` shards open when these are read."""
+
+
+def split_stream(dataset: Any, rank: int = 0, world_size: int = 1, open_shards: int = OPEN_SHARDS) -> Any:
+    """This process's share of ``dataset``, read round-robin over groups of its shards (one row of each in turn).
 
     With a number of shards that is a multiple of ``world_size`` each process reads only its own shards
     (``datasets.distributed.split_dataset_by_node``); else every process reads every shard and keeps one row in
-    ``world_size``. Either way step s of ``world_size`` processes with batch b sees the rows of step s of one process
-    with batch ``world_size``·b (b a multiple of the shards per process; unshuffled; shards of equal length).
+    ``world_size``. Shards are read ``open_shards`` at a time (over all processes), group after group. Either way step
+    s of ``world_size`` processes with batch b sees the rows of step s of one process with batch ``world_size``·b
+    (b a multiple of the open shards per process, ``open_shards`` a multiple of ``world_size``; unshuffled; shards of
+    equal length).
     """
     from datasets.distributed import split_dataset_by_node
 
     if world_size > 1 and dataset.num_shards % world_size == 0:
-        return _round_robin(split_dataset_by_node(dataset, rank=rank, world_size=world_size))
+        share = split_dataset_by_node(dataset, rank=rank, world_size=world_size)  # shards rank, rank + W, ...
+        return _round_robin(share, max(1, open_shards // world_size))
     if world_size > 1:
         logger.warning("the stream has %d shards for %d processes: each process reads every shard and keeps 1 row in %d "
                        "(write a multiple of %d shards so that each reads only its own)", dataset.num_shards,
                        world_size, world_size, world_size)
-    whole = _round_robin(dataset)
+    whole = _round_robin(dataset, open_shards)
     return split_dataset_by_node(whole, rank=rank, world_size=world_size) if world_size > 1 else whole
 
 
-def _round_robin(dataset: Any) -> Any:
-    """One row of each shard in turn until every shard is read (``datasets.interleave_datasets``)."""
+def _round_robin(dataset: Any, open_shards: int) -> Any:
+    """One row of each of ``open_shards`` shards in turn until they are read, then the next group
+    (``datasets.interleave_datasets`` within a group, ``concatenate_datasets`` of the groups: lazily opened)."""
     import datasets
 
-    if dataset.num_shards <= 1:
+    n = dataset.num_shards
+    if n <= 1:
         return dataset
-    parts = [dataset.shard(num_shards=dataset.num_shards, index=i) for i in range(dataset.num_shards)]
-    return datasets.interleave_datasets(parts, stopping_strategy="all_exhausted_without_replacement")
+    groups = []
+    for first in range(0, n, open_shards):
+        parts = [dataset.shard(num_shards=n, index=i) for i in range(first, min(first + open_shards, n))]
+        groups.append(parts[0] if len(parts) == 1 else
+                      datasets.interleave_datasets(parts, stopping_strategy="all_exhausted_without_replacement"))
+    return groups[0] if len(groups) == 1 else datasets.concatenate_datasets(groups)
 
 
 class TrainingStream(torch.utils.data.IterableDataset):
