@@ -73,7 +73,7 @@ def recipe(data: Path, out: Path, streaming: bool, args) -> dict:
             "seed": args.seed, "output_dir": str(out), "dataloader_pin_memory": False, "disable_tqdm": True,
             "max_eval_samples": 32, "show_per_label": False}
     if streaming:
-        base.update(streaming=True, shuffle_buffer_size=256, validate_rows=256)
+        base.update(streaming=True, shuffle_buffer_size=256, validate_stream_rows=256)
     else:
         base.update(validation_split=0.01)
     return base

@@ -344,10 +344,11 @@ class MultiTaskTrainer(Trainer):
         for name, part in named:
             if part is None:
                 continue
-            if isinstance(part, TrainingStream):  # its first `validate_rows` rows, named by data-set coordinates
+            if isinstance(part, TrainingStream):  # its first `validate_stream_rows` rows, in data-set coordinates
                 try:
                     part.check(collator.tasks, collator.label_columns, collator.known_label_columns,
-                               decode_images=self.args.validate_images == "decode")
+                               decode_images=self.args.validate_images == "decode",
+                               max_rows=self.args.validate_stream_rows)
                 except ValueError as err:
                     raise ValueError(f"{name}: {err}") from err
                 continue

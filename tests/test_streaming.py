@@ -68,7 +68,7 @@ def test_first_rows_checked_naming_file_and_row(tmp_path):
     table[2]["kind"] = "no-such-class"
     pq.write_table(pa.Table.from_pylist(table), folder / "part-001.parquet")
     recipe = tiny_recipe(folder, tmp_path / "out", dataset="parquet", streaming=True, shuffle_buffer_size=0,
-                         validate_rows=8)
+                         validate_stream_rows=8)
     with pytest.raises(ValueError, match=r"column 'kind', part-001.parquet row 2"):
         _run(recipe)
 

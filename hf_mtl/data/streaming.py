@@ -207,7 +207,7 @@ class TrainingStream(torch.utils.data.IterableDataset):
     Args:
         dataset: a ``datasets.IterableDataset`` (already this process's share: [`split_stream`]).
         transform: a batch transform (``hf_mtl.preprocessing.dataset_transform``) applied to chunks of rows.
-        validate_rows: how many rows ``check`` reads.
+        validate_rows: how many rows ``check`` reads (MultiTaskTrainer passes ``validate_stream_rows``).
         description: what the stream is (files, shards), for logs, errors and the feature-cache key.
     """
 
@@ -284,12 +284,15 @@ class TrainingStream(torch.utils.data.IterableDataset):
             yield {key: values[i] for key, values in out.items()}
 
     def check(self, specs: Sequence[TaskSpec], label_columns: Mapping[str, str] | None = None,
-              known_label_columns: Mapping[str, str] | None = None, decode_images: bool = False) -> dict[str, int]:
-        """Labels and raw inputs of the first ``validate_rows`` rows of this process's stream, before step 1.
+              known_label_columns: Mapping[str, str] | None = None, decode_images: bool = False,
+              max_rows: int | None = None) -> dict[str, int]:
+        """Labels and raw inputs of the first ``max_rows`` (default ``validate_rows``) rows of this process's stream,
+        before step 1.
 
         An error names the task, column and the row's data-set coordinates. Returns present labels per task."""
         from .validation import image_problem
 
+        limit = self.validate_rows if max_rows is None else max_rows
         transform = self.transform
         input_column = getattr(transform, "input_column", None)
         kind = getattr(transform, "input_kind", None)
@@ -301,7 +304,7 @@ class TrainingStream(torch.utils.data.IterableDataset):
         counts = {spec.name: 0 for spec in specs}
         rows = []
         for i, row in enumerate(self.raw_rows(0)):
-            if i >= self.validate_rows:
+            if i >= limit:
                 break
             if i == 0:
                 for spec in specs:
@@ -323,7 +326,7 @@ class TrainingStream(torch.utils.data.IterableDataset):
             self._count(specs, rows, label_columns, known_label_columns, features, counts)
         for name, count in counts.items():
             if count == 0:
-                logger.warning("task %r has no present label in the first %d stream rows", name, self.validate_rows)
+                logger.warning("task %r has no present label in the first %d stream rows", name, limit)
         return counts
 
     @staticmethod

@@ -113,14 +113,10 @@ class DataArguments:
         metadata={
             "help": "Train on a stream (`datasets.IterableDataset`) instead of loading the data into memory: "
             "`dataset: parquet` / `json` with `train_file` a file, folder or glob of shards, or `imagefolder`. "
-            "Each process reads its own shards; `max_steps` is required; the first `validate_rows` rows are checked "
+            "Each process reads its own shards; `max_steps` is required; the first `validate_stream_rows` rows are checked "
             "before step 1; a resumed run sees the same rows. Evaluation: `validation_file`, else the first "
             "`max_eval_samples` rows held out."
         },
-    )
-    validate_rows: int = field(
-        default=1000, metadata={"help": "streaming: rows of each process's stream whose labels and inputs are "
-                                        "checked before step 1."}
     )
     shuffle_buffer_size: int = field(
         default=1000, metadata={"help": "streaming: shuffle with a buffer of this many rows and the run's `seed` "
@@ -564,8 +560,6 @@ def _validate_streaming(data_args: DataArguments, script_args: ScriptArguments) 
     if data_args.max_train_samples is not None:
         raise RecipeError("recipe: `max_train_samples` does not apply to a stream: `max_steps` decides how many rows "
                           "train (max_steps x batch size x processes)")
-    if data_args.validate_rows < 1:
-        raise RecipeError(f"recipe: `validate_rows` must be >= 1, got {data_args.validate_rows}")
     if data_args.shuffle_buffer_size < 0:
         raise RecipeError(f"recipe: `shuffle_buffer_size` must be >= 0, got {data_args.shuffle_buffer_size}")
     if data_args.mix_files is not None:

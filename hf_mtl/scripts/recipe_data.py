@@ -413,7 +413,7 @@ def load_stream_datasets(data_args: DataArguments, seed: int, rank: int = 0, wor
             raise RecipeError(f"recipe: `mix_files`: {err}") from err
     else:
         train = next(iter(shares.values()))
-    return TrainingStream(train, validate_rows=data_args.validate_rows, description=described), evaluation
+    return TrainingStream(train, description=described), evaluation
 
 
 def _all_files(folder: str) -> list[str]:
