@@ -340,8 +340,9 @@ def scale(r: dict) -> list[str]:
 
 
 RENDERERS["scale"] = scale
-TITLES["scale"] = "7. Scale: streaming vs map-style as the data grows; 1k-50k labels"
-ORDER = (*ORDER, "scale")
+TITLES["scale"] = "7a/7b/7d. Scale: streaming vs map-style as the data grows; label validation / evaluation at 1k-50k labels"
+ORDER = (*ORDER[:ORDER.index("scale_fsdp")], "scale", *ORDER[ORDER.index("scale_fsdp"):]) if "scale_fsdp" in ORDER \
+    else (*ORDER, "scale")
 
 
 def render(results_dir: Path) -> str:
