@@ -116,7 +116,7 @@ def per_label_table(
             rows.append({"task": spec.name, "label": label, "cells": cells, "text": [_format_cell(v) for v in cells]})
         if hidden:
             rows.append({"task": spec.name, "label": f"(+{hidden} more labels: per_label_metrics.json)",
-                         "cells": [None] * len(columns), "text": [""] * len(columns), "note": True})
+                         "cells": [None] * len(columns), "text": [""] * len(columns), "note": True, "hidden": hidden})
     return columns, rows
 
 
@@ -210,8 +210,11 @@ def plot_per_label_metrics(specs: Sequence[TaskSpec], columns: Sequence[str], ro
     multilabel label's chance average precision (its share of positives) is marked. Errors (a multi-output
     regression's MAE / RMSE) get a panel of their own."""
     by_task: dict[str, list[Mapping[str, Any]]] = {}
+    hidden: dict[str, int] = {}
     for row in rows:
-        if not row.get("note"):  # "(+N more labels ...)" of a long label list is the table's, not a bar
+        if row.get("note"):  # "(+N more labels ...)" of a long label list is the table's, not a bar
+            hidden[row["task"]] = row.get("hidden", 0)
+        else:
             by_task.setdefault(row["task"], []).append(row)
     panels = []
     for spec in specs:
@@ -225,7 +228,8 @@ def plot_per_label_metrics(specs: Sequence[TaskSpec], columns: Sequence[str], ro
             metric_range = spec.task_type.metric_range(metric)
             groups.setdefault(None if metric_range is None else (0.0, 1.0), []).append(i)
         for metric_range, indices in groups.items():
-            panels.append((spec, metric_range, indices, task_rows[:MAX_LABELS_PER_PANEL], len(task_rows)))
+            panels.append((spec, metric_range, indices, task_rows[:MAX_LABELS_PER_PANEL],
+                           len(task_rows) + hidden.get(spec.name, 0)))
     if not panels:
         return None
     plt = _pyplot()

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments, TaskSpec
+from hf_mtl.chart import CARD_LABELS_PER_TASK, per_label_table
 from hf_mtl.data import encode_labels, validate_labels
 from hf_mtl.metrics import build_compute_metrics
-from hf_mtl.chart import CARD_LABELS_PER_TASK, per_label_table
 from tests.tiny_models import timm_model
 
 N_LABELS = 10_000
@@ -52,7 +52,7 @@ def test_ten_thousand_labels_validate_train_evaluate_and_card(tmp_path):
     assert len(table) == CARD_LABELS_PER_TASK + 1 and table[-1]["label"].startswith(f"(+{N_LABELS - 40} more labels")
     trainer.create_model_card()
     card = (tmp_path / "out" / "README.md").read_text()
-    assert card.count("| tags | tag_") == CARD_LABELS_PER_TASK and (tmp_path / "out" / "per_label_metrics.png").is_file()
+    assert card.count("| tags | tag_") == CARD_LABELS_PER_TASK and (tmp_path / "out" / "plots" / "eval_per_label.png").is_file()
 
 
 def _encode_seconds(n_labels: int, rows: int = 200) -> float:
