@@ -168,6 +168,7 @@ class MultiTaskTrainer(Trainer):
             )
         elif args.trainable_tasks is not None:
             raise ValueError("trainable_tasks needs a freeze_policy (e.g. 'heads'): it chooses heads within that policy")
+        frozen: list[str] = []
         if args.norm_statistics != "train" and self.model is not None and hasattr(self.model, "backbone"):
             frozen = transfer.freeze_norm_statistics(self.model, estimated_only=args.norm_statistics == "auto")
             if frozen:
@@ -177,6 +178,13 @@ class MultiTaskTrainer(Trainer):
             self.add_callback(
                 transfer.GradualUnfreezingCallback(args.unfreeze_every, args.unfreeze_unit, args.unfreeze_blocks_per_stage)
             )
+        # unset layer_decay: the default that goes with kept pretrained BatchNorm statistics in trained blocks
+        self.layer_decay: float | None = args.layer_decay
+        if args.layer_decay is None and frozen:
+            self.layer_decay = transfer.default_layer_decay(self.model, frozen, args.unfreeze_every is not None)
+            if self.layer_decay is not None:
+                logger.info("layer_decay %s (unset; trained backbone blocks keep pretrained BatchNorm statistics, "
+                            "benchmarks/README.md 5f); layer_decay=1 turns it off", self.layer_decay)
         if args.feature_cache:
             if self._unfreezing_callback() is not None:
                 raise ValueError("feature_cache needs a backbone that stays frozen; it cannot go with gradual unfreezing")
@@ -219,7 +227,8 @@ class MultiTaskTrainer(Trainer):
 
     def _create_optimizer(self, model=None):
         unfreezing = self._unfreezing_callback() is not None
-        if self.optimizer is not None or (self.args.layer_decay is None and not unfreezing):
+        layer_decay = getattr(self, "layer_decay", self.args.layer_decay)  # _setup_transfer resolves an unset one
+        if self.optimizer is not None or (layer_decay is None and not unfreezing):
             return super().create_optimizer(model)
         from .transfer import param_groups
 
@@ -227,12 +236,16 @@ class MultiTaskTrainer(Trainer):
         saved = self.optimizer_cls_and_kwargs
         optimizer_cls, optimizer_kwargs = saved or self.get_optimizer_cls_and_kwargs(self.args, opt_model)
         if is_optimizer_factory(optimizer_cls) or {"params", "model", "optimizer_dict"} & set(optimizer_kwargs):
+            if self.args.layer_decay is None and not unfreezing:  # only the default asked for groups: do without
+                logger.warning("optim=%r builds its own parameter groups: the default layer_decay %s is not applied",
+                               self.args.optim, layer_decay)
+                return super().create_optimizer(model)
             raise ValueError(
                 f"layer_decay / gradual unfreezing need a plain torch optimizer; optim={self.args.optim!r} builds its "
                 "own parameter groups"
             )
         groups = param_groups(
-            opt_model, self.args.learning_rate, self.args.weight_decay, self.args.layer_decay, include_frozen=unfreezing
+            opt_model, self.args.learning_rate, self.args.weight_decay, layer_decay, include_frozen=unfreezing
         )
         self.optimizer_cls_and_kwargs = (optimizer_cls, {**optimizer_kwargs, "params": groups})
         try:

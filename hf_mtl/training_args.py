@@ -88,7 +88,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=None,
         metadata={
             "help": "Layer-wise LR decay in (0, 1]: heads get `learning_rate`, the backbone block `d` levels below "
-            "gets `learning_rate * layer_decay**d`; works with every transformers scheduler."
+            "gets `learning_rate * layer_decay**d`; works with every transformers scheduler. Unset: 0.5 when trained "
+            "backbone blocks keep pretrained BatchNorm statistics (`norm_statistics` auto/frozen on a pretrained "
+            "CNN; kept statistics alone fine-tune worse than stock, both together keep the heads-only score: "
+            "benchmarks/README.md 5f), else one LR; 1 turns it off."
         },
     )
     norm_statistics: NormStatistics = field(

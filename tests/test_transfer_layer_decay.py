@@ -7,7 +7,7 @@ import torch
 from transformers import TrainerCallback, get_linear_schedule_with_warmup
 
 from hf_mtl import MultiTaskTrainer, MultiTaskTrainingArguments
-from hf_mtl.transfer import backbone_blocks, layer_depths, no_weight_decay_names, param_groups
+from hf_mtl.transfer import DEFAULT_LAYER_DECAY, backbone_blocks, layer_depths, no_weight_decay_names, param_groups
 from tests.tiny_models import bert_model, synthetic_dataset, timm_model
 
 LR, DECAY, WARMUP, STEPS = 1e-3, 0.5, 2, 6
@@ -106,3 +106,52 @@ def test_vit_position_embeddings_get_no_weight_decay():
     blocks = backbone_blocks(model, fine=True)
     assert depths["backbone.model.patch_embed.proj.weight"] == len(blocks) == len(model.backbone.model.blocks) + 1
     assert depths["backbone.model.blocks.0.attn.qkv.weight"] == len(blocks) - 1
+
+
+def _pretrained_statistics(model) -> None:
+    """BatchNorm running statistics estimated from data, as a pretrained CNN has them (one train-mode pass)."""
+    model.train()
+    with torch.no_grad():
+        model.backbone(pixel_values=torch.randn(8, *synthetic_dataset(1)[0]["pixel_values"].shape))
+    model.eval()
+
+
+@pytest.mark.parametrize(
+    ("pretrained", "settings", "expected"),
+    [
+        (True, {"freeze_policy": "full"}, DEFAULT_LAYER_DECAY),  # 5f: kept statistics go with a lower backbone LR
+        (True, {"freeze_policy": "top_n", "freeze_top_n": 1}, DEFAULT_LAYER_DECAY),
+        (True, {}, DEFAULT_LAYER_DECAY),  # no policy: everything trains
+        (True, {"freeze_policy": "heads", "unfreeze_every": 1}, DEFAULT_LAYER_DECAY),  # blocks will train
+        (True, {"freeze_policy": "heads"}, None),  # nothing of the backbone trains
+        (True, {"freeze_policy": "full", "norm_statistics": "train"}, None),  # stock BatchNorm: stock LR
+        (True, {"freeze_policy": "full", "layer_decay": 1.0}, 1.0),  # explicitly off
+        (True, {"freeze_policy": "full", "layer_decay": 0.8}, 0.8),
+        (False, {"freeze_policy": "full"}, None),  # fresh statistics train: nothing pretrained to keep
+    ],
+)
+def test_default_layer_decay_goes_with_kept_pretrained_statistics(tmp_path, pretrained, settings, expected):
+    model = timm_model()
+    if pretrained:
+        _pretrained_statistics(model)
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no",
+                                      learning_rate=LR, max_steps=1, per_device_train_batch_size=4, disable_tqdm=True,
+                                      logging_strategy="no", **settings)
+    trainer = MultiTaskTrainer(model=model, args=args, train_dataset=synthetic_dataset(8))
+    assert trainer.layer_decay == expected
+    trainer.train()
+    lrs = {group["layer_depth"]: group["initial_lr"] for group in trainer.optimizer.param_groups
+           if "layer_depth" in group}
+    if expected in (None, 1.0):
+        assert set(lrs.values()) <= {LR} and {g["initial_lr"] for g in trainer.optimizer.param_groups} == {LR}
+    else:
+        assert lrs == {d: pytest.approx(LR * expected**d) for d in lrs} and max(lrs) > 0
+
+
+def test_default_layer_decay_is_off_without_batchnorm(tmp_path):
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no",
+                                      freeze_policy="full", max_steps=1)
+    model = bert_model()
+    rows = [{"input_ids": [1, 2, 3], **{spec.name: None for spec in model.task_specs}}]
+    trainer = MultiTaskTrainer(model=model, args=args, train_dataset=rows)
+    assert trainer.layer_decay is None

@@ -16,11 +16,12 @@ from .freezing import (
     set_trainable_blocks,
     trainable_tasks,
 )
-from .layer_decay import layer_depths, no_weight_decay_names, param_groups
+from .layer_decay import DEFAULT_LAYER_DECAY, default_layer_decay, layer_depths, no_weight_decay_names, param_groups
 from .lora import apply_lora, load_lora, lora_target_modules, merge_lora
 from .unfreezing import GradualUnfreezingCallback
 
 __all__ = [
+    "DEFAULT_LAYER_DECAY",
     "FREEZE_POLICIES",
     "FreezeChoice",
     "GradualUnfreezingCallback",
@@ -30,6 +31,7 @@ __all__ = [
     "backbone_blocks",
     "backbone_fingerprint",
     "cache_features",
+    "default_layer_decay",
     "choose_freeze_policy",
     "compute_features",
     "count_trainable_blocks",

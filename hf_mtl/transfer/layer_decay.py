@@ -14,6 +14,11 @@ from torch import nn
 
 from .blocks import backbone_blocks, unwrap_multitask_model
 
+DEFAULT_LAYER_DECAY = 0.5
+"""``layer_decay`` when it is unset and trainable backbone blocks keep pretrained BatchNorm statistics
+(benchmarks/README.md 5f: kept statistics without a lower backbone LR lose more than stock fine-tuning; both together
+keep the heads-only stage's score)."""
+
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
     """Parameters that get no weight decay: norms and biases (every tensor with at most one dimension) and what a timm
@@ -78,3 +83,18 @@ def param_groups(
                            "layer_depth": depth}
         groups[key]["params"].append(param)
     return [groups[key] for key in sorted(groups)]
+
+
+def default_layer_decay(model: nn.Module, kept_norms: list[str], unfreezing: bool = False) -> float | None:
+    """The layer decay an unset ``layer_decay`` means: `DEFAULT_LAYER_DECAY` when a backbone block that trains (or,
+    with gradual unfreezing, will train) holds a BatchNorm layer in ``kept_norms`` (its pretrained statistics kept by
+    ``freeze_norm_statistics``), else ``None`` (one LR). The two settings are only measured to help together."""
+    if not kept_norms:
+        return None
+    base = unwrap_multitask_model(model)
+    params = dict(base.named_parameters())
+    prefixes = tuple(name + "." for name in kept_norms)
+    for name, param in params.items():
+        if name.startswith(prefixes) and (param.requires_grad or unfreezing):
+            return DEFAULT_LAYER_DECAY
+    return None
