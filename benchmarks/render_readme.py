@@ -145,32 +145,38 @@ def claim_missing_labels(r: dict) -> list[str]:
 
 def claim_data_size(r: dict) -> list[str]:
     res, s = r["results"], r["settings"]
-    auc, best, picks = res["macro_roc_auc"], res["best_fixed_policy"], res["auto_choices"]
+    auc, by = res["macro_roc_auc"], res["by_size"]
     curves = list(auc)
     lines = [f"{s['image_size']} px, {s['missing_rate']:.0%} of training labels missing, fine-tuning {s['epochs']:g} "
-             f"epochs (at least {s['min_steps']} steps), heads-only {s['heads_epochs']:g} epochs on cached features, "
-             f"top_n = top {s['top_n']} blocks, {s['num_eval']} test grids, {s['seeds']} seeds; macro ROC-AUC "
-             "mean ± sd.", "",
-             "| training grids | " + " | ".join(curves) + " | auto picked | best fixed | auto − best |",
-             "|---|" + "---|" * (len(curves) + 3)]
-    for n in best:
-        pick = sorted({c["policy"] + (f"({c['trainable_blocks']}/{c['num_blocks']})" if c["policy"] == "top_n" else "")
-                       for c in picks[n]})
+             f"epoch(s) (at least {s['min_steps']} steps) from the heads-only stage ({s['heads_epochs']:g} epochs on "
+             f"cached features), top_n = top {s['top_n']} blocks, `auto` measured on {s['validation_split']:.0%} held "
+             f"out with {s['auto_trial_steps']}-step trials, {s['num_eval']} test grids, {res['seeds_completed']} "
+             "seed(s); macro ROC-AUC mean ± sd.", "",
+             "| training grids | " + " | ".join(curves) + " | auto picked | best fixed | auto − best | best fine-tuning "
+             "− heads (summed sd) | pretrained − scratch |",
+             "|---|" + "---|" * (len(curves) + 5)]
+    for n, row in by.items():
+        picks = "/".join(f"{p}×{row['auto_picks'].count(p)}" for p in sorted(set(row["auto_picks"])))
         lines.append(f"| {n} | " + " | ".join(_pm(auc[c][n]) for c in curves)
-                     + f" | {'/'.join(pick)} | {best[n]['policy']} | {best[n]['auto_minus_best']:+.3f} |")
-    gain = ", ".join(f"{n}: {best[n]['mean'] - auc['scratch'][n]['mean']:+.3f}" for n in best)
-    lines += ["", f"Best pretrained recipe minus scratch, macro AUC: {gain}. Seeds completed: "
-              f"{res.get('seeds_completed', s['seeds'])} of {s['seeds']}."]
+                     + f" | {picks} | {row['best_fixed_policy']} | {row['auto_minus_best']:+.3f} | "
+                     f"{row['best_fine_tuning_policy']} {row['fine_tuning_minus_heads']:+.3f} ({row['summed_sd']:.3f})"
+                     f" | {row['pretrained_minus_scratch']:+.3f} |")
+    lines += ["", "`auto`'s decision tables (held-out `main_score` of the heads-only stage and of each trial, per seed) "
+              "are in the JSON (`auto_decision_tables`)."]
     return lines
 
 
 def claim_multitask(r: dict) -> list[str]:
     res, s = r["results"], r["settings"]
     tasks = list(res["metrics"])
+    policy = s.get("freeze_policy", "full")
+    selected = "by_stage" in res
     lines = [f"{s['num_train']} training grids at {s['image_size']} px ({s['missing_rate']:.0%} of each task's labels "
-             f"missing), heads-only stage of {s.get('heads_epochs', 0):g} epochs on cached features, then full "
+             f"missing), heads-only stage of {s.get('heads_epochs', 0):g} epochs on cached features, then `{policy}` "
              f"fine-tuning for the optimizer steps {res['optimizer_steps']}, {s['num_eval']} test grids, "
-             f"{s['seeds']} seeds; mean ± sd.", "",
+             f"{res.get('seeds_completed', s['seeds'])} seed(s); mean ± sd."
+             + (f" Each model keeps its better stage on {res['validation_grids']} held-out training grids "
+                "(`final_model: best_stage`)." if selected else ""), "",
              "| setup | " + " | ".join(f"{t} {res['metrics'][t]['name']} ({res['metrics'][t]['better']} is better)"
                                       for t in tasks) + " | train seconds |",
              "|---|" + "---|" * (len(tasks) + 1)]
@@ -179,11 +185,21 @@ def claim_multitask(r: dict) -> list[str]:
                      + f" | {res['train_seconds'][setup]['mean']:.0f} |")
     multi, same = res["scores"]["multi_task"], res["scores"]["separate_same_budget"]
     sign = {t: 1 if res["metrics"][t]["better"] == "higher" else -1 for t in tasks}
-    better = [t for t in tasks if sign[t] * (multi[t]["mean"] - same[t]["mean"]) > 0]
+    better = [t for t in tasks if sign[t] * (multi[t]["mean"] - same[t]["mean"]) >= 0]
     clear = [t for t in better if abs(multi[t]["mean"] - same[t]["mean"]) > multi[t]["std"] + same[t]["std"]]
-    lines += ["", f"The multi-task model beats separate models on the same budget on {len(better)} of {len(tasks)} "
-              f"tasks ({', '.join(better) or 'none'}); by more than the summed standard deviations on "
-              f"{', '.join(clear) or 'none'}."]
+    lines += ["", f"The multi-task model is at least as good as separate models on the same budget on {len(better)} of "
+              f"{len(tasks)} tasks ({', '.join(better) or 'none'}); better by more than the summed standard deviations "
+              f"on {', '.join(t for t in clear if multi[t]['mean'] != same[t]['mean']) or 'none'}."]
+    if selected:
+        lines += ["", "Before the selection (test scores of each model's heads-only stage / fine-tuned weights), and "
+                  "the stage each model kept:", "",
+                  "| setup | " + " | ".join(f"{t} heads-only / fine-tuned" for t in tasks) + " | kept |",
+                  "|---|" + "---|" * (len(tasks) + 1)]
+        for setup in res["scores"]:
+            heads, tuned = res["by_stage"]["heads_only"][setup], res["by_stage"]["fine_tuned"][setup]
+            kept = res["kept"][setup]
+            lines.append(f"| {setup} | " + " | ".join(f"{heads[t]['mean']:.3f} / {tuned[t]['mean']:.3f}" for t in tasks)
+                         + f" | {'; '.join(kept)} |")
     return lines
 
 
@@ -204,11 +220,18 @@ def finetune_recipe(r: dict) -> list[str]:
 
 def text_baseline(r: dict) -> list[str]:
     res = r["results"]
+    recipe = res.get("recipe")
     lines = [f"{res['n_train']} training and {res['n_eval']} evaluation WordNet glosses (the text recipe's rows); "
-             "each task's main metric on present labels.", "", "| task | metric | TF-IDF + logistic regression |",
-             "|---|---|---|"]
+             "each task's main metric on present labels."
+             + (f" The recipe run (`{recipe['command']}`, {recipe['wall_seconds'] / 60:.0f} min wall clock) kept "
+                f"its {recipe['kept']} stage ({recipe['reason']})." if recipe else ""), "",
+             "| task | metric | TF-IDF + logistic regression |" + (" recipe heads-only stage | recipe final model | "
+                                                                   "final − TF-IDF |" if recipe else ""),
+             "|---|---|---|" + ("---|---|---|" if recipe else "")]
     for task, row in res["tfidf_logreg"].items():
-        lines.append(f"| {task} | {row['main_metric']} | {row['value']:.4f} |")
+        extra = (f" {recipe['heads_only'][task]:.4f} | {recipe['final'][task]:.4f} | "
+                 f"{res['recipe_minus_tfidf'][task]:+.4f} |") if recipe and task in recipe["final"] else ""
+        lines.append(f"| {task} | {row['main_metric']} | {row['value']:.4f} |" + extra)
     return lines
 
 
@@ -294,11 +317,11 @@ TITLES = {
     "claim_missing_labels": "5a. Missing labels: masked loss vs missing-as-negative vs dropping",
     "claim_data_size": "5b/5d. Pretrained vs scratch vs heads-only as data grows; auto vs best fixed freeze policy",
     "claim_multitask": "5c. One multi-task model vs separate models on the same budget (heads-only stage, then "
-                       "fine-tuning)",
+                       "fine-tuning, best stage kept)",
     "claim_multitask_fresh_heads": "5c'. The same, fine-tuning fresh heads directly (`--heads-epochs 0`)",
     "advise": "5e. `hf-mtl advise`: LogME ranking of backbones vs their fine-tuned ranking",
     "finetune_recipe": "5f. Fine-tuning recipe: BatchNorm statistics, layer decay, from the same heads-only stage",
-    "text_baseline": "5g. Text baseline: TF-IDF + logistic regression on the WordNet tasks",
+    "text_baseline": "5g. Text baseline: TF-IDF + logistic regression on the WordNet tasks, beside the text recipe",
     "onnx_export": "5h. ONNX export: onnxruntime vs PyTorch (logits and batch time)",
     "gpu": "6. GPU throughput and FLOP utilisation",
     "scale_fsdp": "7c. Sharded models: FSDP2 vs DDP memory per process",
@@ -414,18 +437,21 @@ def headline(name: str, r: dict) -> str:
             f"{100 * float(rate):.0f}% missing: " + ", ".join(f"{k} {auc[k][rate]['mean']:.3f}" for k in auc)
             for rate in auc["masked"])
     if name == "claim_data_size":
-        auc, best = res["macro_roc_auc"], res["best_fixed_policy"]
-        sizes = list(best)
+        auc, by = res["macro_roc_auc"], res["by_size"]
         parts = [f"{n} grids: " + ", ".join(f"{c} {auc[c][n]['mean']:.3f}" for c in ("heads", "top_n", "full",
-                                                                                 "scratch")) for n in sizes]
-        gaps = ", ".join(f"{best[n]['auto_minus_best']:+.3f}" for n in sizes)
-        return "macro AUC at " + "; ".join(parts) + f"; auto − best fixed: {gaps}"
+                                                                                 "scratch")) for n in by]
+        gaps = ", ".join(f"{row['auto_minus_best']:+.3f}" for row in by.values())
+        return (f"macro AUC ({res['seeds_completed']} seeds) at " + "; ".join(parts) + f"; measured auto − best "
+                f"fixed: {gaps}")
     if name == "finetune_recipe":
         delta = res["minus_heads_only"]
         return "minus heads-only: " + "; ".join(
             f"{n} grids: " + ", ".join(f"{c} {delta[c][n]:+.3f}" for c in delta if c != "heads") for n in delta["heads"])
     if name == "text_baseline":
-        return ", ".join(f"{t} {row['main_metric']} {row['value']:.3f}" for t, row in res["tfidf_logreg"].items())
+        recipe = res.get("recipe")
+        return ", ".join(f"{t} {row['main_metric']} {row['value']:.3f}"
+                         + (f" (recipe {recipe['final'][t]:.3f})" if recipe and t in recipe["final"] else "")
+                         for t, row in res["tfidf_logreg"].items())
     if name.startswith("claim_multitask"):
         sc, m = res["scores"], res["metrics"]
         return "; ".join(f"{t} {m[t]['name']}: " + ", ".join(f"{setup} {sc[setup][t]['mean']:.3f}" for setup in sc)
