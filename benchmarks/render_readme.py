@@ -144,6 +144,8 @@ def claim_missing_labels(r: dict) -> list[str]:
 
 
 def claim_data_size(r: dict) -> list[str]:
+    if "by_size" not in r["results"]:
+        return _claim_data_size_before_issue_14(r)
     res, s = r["results"], r["settings"]
     auc, by = res["macro_roc_auc"], res["by_size"]
     curves = list(auc)
@@ -163,6 +165,28 @@ def claim_data_size(r: dict) -> list[str]:
                      f" | {row['pretrained_minus_scratch']:+.3f} |")
     lines += ["", "`auto`'s decision tables (held-out `main_score` of the heads-only stage and of each trial, per seed) "
               "are in the JSON (`auto_decision_tables`)."]
+    return lines
+
+
+def _claim_data_size_before_issue_14(r: dict) -> list[str]:
+    """A run of the script before its measured `auto` (no `by_size`)."""
+    res, s = r["results"], r["settings"]
+    auc, best, picks = res["macro_roc_auc"], res["best_fixed_policy"], res["auto_choices"]
+    curves = list(auc)
+    lines = [f"{s['image_size']} px, {s['missing_rate']:.0%} of training labels missing, fine-tuning {s['epochs']:g} "
+             f"epochs (at least {s['min_steps']} steps), heads-only {s['heads_epochs']:g} epochs on cached features, "
+             f"top_n = top {s['top_n']} blocks, {s['num_eval']} test grids, {s['seeds']} seeds; macro ROC-AUC "
+             "mean ± sd.", "",
+             "| training grids | " + " | ".join(curves) + " | auto picked | best fixed | auto − best |",
+             "|---|" + "---|" * (len(curves) + 3)]
+    for n in best:
+        pick = sorted({c["policy"] + (f"({c['trainable_blocks']}/{c['num_blocks']})" if c["policy"] == "top_n" else "")
+                       for c in picks[n]})
+        lines.append(f"| {n} | " + " | ".join(_pm(auc[c][n]) for c in curves)
+                     + f" | {'/'.join(pick)} | {best[n]['policy']} | {best[n]['auto_minus_best']:+.3f} |")
+    gain = ", ".join(f"{n}: {best[n]['mean'] - auc['scratch'][n]['mean']:+.3f}" for n in best)
+    lines += ["", f"Best pretrained recipe minus scratch, macro AUC: {gain}. Seeds completed: "
+              f"{res.get('seeds_completed', s['seeds'])} of {s['seeds']}."]
     return lines
 
 
@@ -317,7 +341,7 @@ TITLES = {
     "claim_missing_labels": "5a. Missing labels: masked loss vs missing-as-negative vs dropping",
     "claim_data_size": "5b/5d. Pretrained vs scratch vs heads-only as data grows; auto vs best fixed freeze policy",
     "claim_multitask": "5c. One multi-task model vs separate models on the same budget (heads-only stage, then "
-                       "fine-tuning, best stage kept)",
+                       "fine-tuning)",
     "claim_multitask_fresh_heads": "5c'. The same, fine-tuning fresh heads directly (`--heads-epochs 0`)",
     "advise": "5e. `hf-mtl advise`: LogME ranking of backbones vs their fine-tuned ranking",
     "finetune_recipe": "5f. Fine-tuning recipe: BatchNorm statistics, layer decay, from the same heads-only stage",
@@ -436,6 +460,12 @@ def headline(name: str, r: dict) -> str:
         return "macro AUC at " + "; ".join(
             f"{100 * float(rate):.0f}% missing: " + ", ".join(f"{k} {auc[k][rate]['mean']:.3f}" for k in auc)
             for rate in auc["masked"])
+    if name == "claim_data_size" and "by_size" not in res:
+        auc, best = res["macro_roc_auc"], res["best_fixed_policy"]
+        parts = [f"{n} grids: " + ", ".join(f"{c} {auc[c][n]['mean']:.3f}" for c in ("heads", "top_n", "full",
+                                                                                 "scratch")) for n in best]
+        return "macro AUC at " + "; ".join(parts) + "; auto − best fixed: " + ", ".join(
+            f"{best[n]['auto_minus_best']:+.3f}" for n in best)
     if name == "claim_data_size":
         auc, by = res["macro_roc_auc"], res["by_size"]
         parts = [f"{n} grids: " + ", ".join(f"{c} {auc[c][n]['mean']:.3f}" for c in ("heads", "top_n", "full",
