@@ -176,9 +176,11 @@ def test_claim_data_size(tmp_path):
                          "--output-dir", str(tmp_path)])
     results = check_report(report, tmp_path, "claim_data_size")
     assert set(results["macro_roc_auc"]) == set(claim.CURVES)
-    assert set(results["best_fixed_policy"]) == {"8", "16"}
-    for choices in results["auto_choices"].values():
-        assert choices[0]["policy"] in ("heads", "top_n", "full")
+    assert set(results["by_size"]) == set(results["auto_decision_tables"]) == {"8", "16"}
+    for n, row in results["by_size"].items():
+        assert row["best_fixed_policy"] in ("heads", "top_n", "full")
+        assert row["auto_picks"] == [table["policy"] for table in results["auto_decision_tables"][n]]
+        assert all(policy in ("heads", "top_n", "full") for policy in row["auto_picks"])
 
 
 @needs_data
