@@ -29,6 +29,11 @@ STRESS_TESTS = [
     "tests/test_balancing_distributed.py",
     "tests/test_nonfinite.py::test_two_processes_skip_the_same_step",
     "tests/test_multiprocess_helper.py",
+    "tests/test_stage_race.py",
+    "tests/test_fsdp.py",
+    "tests/test_multinode.py",
+    "tests/test_feature_cache_scale.py",
+    "tests/test_streaming.py::test_two_processes_stream_equal_one_process_with_twice_the_batch",
     # SIGKILL and resume
     "tests/test_faults.py",
     "tests/test_resume.py",
