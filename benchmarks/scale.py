@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
             growth = per_label[key][LABEL_SIZES[-1]] / per_label[key][LABEL_SIZES[0]]
             targets.append(target(f"{key[:-2]}_time_per_label_50k_over_1k", growth, 2.0, "<=",
                                   f"{key[:-2]} seconds per label at 50k labels / at 1k (1 = linear, 50 = quadratic)"))
-    return write_report(NAME, QUESTION, args, results, targets, plot=lambda path: plot(results, path))
+    return write_report(NAME, QUESTION, args, results, targets, plot=lambda path: plot(results, path), argv=argv)
 
 
 def plot(results: dict, path: Path) -> None:

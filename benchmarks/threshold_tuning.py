@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         target("two_bags F1 on test, tuned minus 0.5", (results["test_f1_two_bags"]["tuned"] or 0.0)
                - (results["test_f1_two_bags"]["at_0.5"] or 0.0), 0.0, ">="),
     ]
-    return write_report(NAME, QUESTION, args, results, targets)
+    return write_report(NAME, QUESTION, args, results, targets, argv=argv)
 
 
 if __name__ == "__main__":
