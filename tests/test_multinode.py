@@ -10,6 +10,7 @@ the push to the (loopback) Hub happens once, from the first node.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,8 +101,15 @@ def test_two_nodes_on_loopback(tmp_path, local_hub: LocalHubHandle, save_on_each
             assert (out / f"checkpoint-{step}" / "model.safetensors").is_file()
         caches = list((folder / "hf_home").rglob("features-*"))
         assert caches, f"node {rank}: no feature cache under its HF_HOME"
-    # the feature cache is computed by the node's main (node-local) or by the first node's main only (shared)
-    assert [log.count(CACHE_WRITTEN) for log in logs] == ([2, 2] if save_on_each_node else [2, 0])
+    # every process computes its share of each cache (heads-only stage, main stage) into its own Arrow part: node-local
+    # disks hold a whole cache per node (one part: one process per node), a shared file system one cache of 2 parts
+    assert [log.count(CACHE_WRITTEN) for log in logs] == [2, 2]
+    for folder in writers:
+        indexes = list((folder / "hf_home").rglob("parts.json"))
+        assert indexes, f"{folder}: no published feature cache"
+        for index in indexes:
+            parts = json.loads(index.read_text())["parts"]
+            assert len(parts) == (1 if save_on_each_node else 2), (index, parts)
     if save_on_each_node:
         first, second = load_weights(nodes[0] / "out"), load_weights(nodes[1] / "out")
         assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
