@@ -236,10 +236,10 @@ class TrainingStream(torch.utils.data.IterableDataset):
         self.dataset.set_epoch(pass_index)
         yield from self.dataset
 
-    def one_pass(self, pass_index: int = 0) -> Iterator[dict[str, Any]]:
-        """One pass of preprocessed rows (what the feature cache reads once)."""
+    def _prepared(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Raw rows preprocessed ``chunk_rows`` at a time."""
         chunk = []
-        for row in self.raw_rows(pass_index):
+        for row in rows:
             chunk.append(row)
             if len(chunk) == self.chunk_rows:
                 yield from self._prepare(chunk)
@@ -247,23 +247,27 @@ class TrainingStream(torch.utils.data.IterableDataset):
         if chunk:
             yield from self._prepare(chunk)
 
+    def one_pass(self, pass_index: int = 0) -> Iterator[dict[str, Any]]:
+        """One pass of preprocessed rows (what the feature cache reads once)."""
+        yield from self._prepared(self.raw_rows(pass_index))
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         to_skip, pass_index = self.resume_rows, 0
         if to_skip:
             logger.info("resuming the stream: replaying %d rows of this process's share", to_skip)
         while True:
-            seen, chunk = 0, []
-            for row in self.raw_rows(pass_index):
-                seen += 1
-                if to_skip:
-                    to_skip -= 1
-                    continue
-                chunk.append(row)
-                if len(chunk) == self.chunk_rows:
-                    yield from self._prepare(chunk)
-                    chunk = []
-            if chunk:
-                yield from self._prepare(chunk)
+            seen = 0
+
+            def kept(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+                nonlocal seen, to_skip
+                for row in rows:
+                    seen += 1
+                    if to_skip:
+                        to_skip -= 1
+                        continue
+                    yield row
+
+            yield from self._prepared(kept(self.raw_rows(pass_index)))
             if seen == 0:
                 raise ValueError(f"the stream {self.description or ''} has no rows for this process: nothing to train on")
             pass_index += 1
