@@ -518,7 +518,7 @@ def validate(
         raise RecipeError("recipe: dataset 'imagefolder' needs `data_dir`")
     if data_args.dataset not in (*BUILTIN_DATASETS, *FILE_DATASETS, "imagefolder") and not os.path.isdir(
         data_args.dataset
-    ):
+    ) and not (data_args.streaming and _is_hub_id(data_args.dataset)):
         raise RecipeError(
             f"recipe: `dataset` {data_args.dataset!r} is neither a built-in ({', '.join(BUILTIN_DATASETS)}), a loader "
             f"(imagefolder, {', '.join(FILE_DATASETS)}) nor an existing `save_to_disk` folder"
@@ -552,11 +552,22 @@ def _globbed(pattern: str) -> bool:
     return bool(glob.glob(pattern))
 
 
+def _is_hub_id(name: str) -> bool:
+    from ..data.hub_stream import is_hub_dataset_id
+
+    return is_hub_dataset_id(name)
+
+
 def _validate_streaming(data_args: DataArguments, script_args: ScriptArguments) -> None:
     """`streaming: true` keys that can be checked before any data is read."""
-    if data_args.dataset not in ("parquet", "json", "imagefolder"):
-        raise RecipeError(f"recipe: `streaming: true` reads parquet, json (JSON lines) or imagefolder shards; got "
-                          f"`dataset: {data_args.dataset}`")
+    hub = _is_hub_id(data_args.dataset)
+    if data_args.dataset not in ("parquet", "json", "imagefolder") and not hub:
+        raise RecipeError(f"recipe: `streaming: true` reads parquet, json (JSON lines) or imagefolder shards, or a Hub "
+                          f"data set `owner/name`; got `dataset: {data_args.dataset}`")
+    if hub and (data_args.train_file or data_args.validation_file or data_args.mix_files):
+        raise RecipeError(f"recipe: `dataset: {data_args.dataset}` streams that Hub data set's train split; leave "
+                          "`train_file`, `validation_file` and `mix_files` unset (evaluation: `max_eval_samples` rows "
+                          "held out of the stream)")
     if data_args.max_train_samples is not None:
         raise RecipeError("recipe: `max_train_samples` does not apply to a stream: `max_steps` decides how many rows "
                           "train (max_steps x batch size x processes)")

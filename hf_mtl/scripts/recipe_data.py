@@ -359,6 +359,7 @@ def load_stream_datasets(data_args: DataArguments, seed: int, rank: int = 0, wor
     import datasets
 
     from ..data import ROW_ID_COLUMN, TrainingStream, mix_datasets, split_stream
+    from ..data.hub_stream import is_hub_dataset_id, stream_hub_dataset
     from ..data.streaming import data_files, describe_files, stream_files, stream_imagefolder
 
     kind = data_args.dataset
@@ -375,6 +376,9 @@ def load_stream_datasets(data_args: DataArguments, seed: int, rank: int = 0, wor
         if kind == "imagefolder":
             sources = {"train": stream_imagefolder(data_args.data_dir)}
             described: Any = ("imagefolder", describe_files(_all_files(data_args.data_dir)))
+        elif is_hub_dataset_id(kind):  # `dataset: owner/name`: its Parquet shards, read from the Hub as they train
+            stream, described = stream_hub_dataset(kind)
+            sources = {"train": stream}
         elif data_args.mix_files:
             opened = {name: open_stream(pattern) for name, pattern in data_args.mix_files.items()}
             sources = {name: stream for name, (stream, _) in opened.items()}
