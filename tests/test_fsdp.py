@@ -1,7 +1,8 @@
 """Sharded training: a recipe with ``fsdp: true`` + ``fsdp_config: {version: 2}`` runs FSDP2 (``fully_shard``) on 2
 CPU processes (gloo) and trains the weights DDP trains, through the heads-only stage and a partly frozen backbone;
 its model folder holds one safetensors model that ``AutoModel`` loads on one process; a resumed FSDP run ends where
-the uninterrupted one does."""
+the uninterrupted one does, with checkpoints of either ``state_dict_type`` (full state dicts gathered on the first
+process, or each process's shard through ``torch.distributed.checkpoint``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from tests.recipe_helpers import load_weights, tiny_recipe, write_image_dataset,
 
 pytestmark = [requires_accelerate, pytest.mark.slow]
 
-FSDP = {"fsdp": True, "fsdp_config": {"version": 2}}
+FSDP = {"fsdp": True, "fsdp_config": {"version": 2}}  # transformers' default state_dict_type: FULL_STATE_DICT
+FSDP_SHARDED = {"fsdp": True, "fsdp_config": {"version": 2, "state_dict_type": "SHARDED_STATE_DICT"}}
 
 
 def _launch(recipe, tmp_path, output_dir, *overrides: str):
@@ -37,7 +39,16 @@ def runs(tmp_path_factory):
     fsdp_recipe = write_recipe(tmp / "fsdp.yaml", {**base, **FSDP})
     ddp = _launch(ddp_recipe, tmp, tmp / "ddp")
     fsdp = _launch(fsdp_recipe, tmp, tmp / "fsdp")
-    return {"tmp": tmp, "recipe": fsdp_recipe, "ddp": ddp, "fsdp": fsdp}
+    return {"tmp": tmp, "base": base, "recipe": fsdp_recipe, "ddp": ddp, "fsdp": fsdp}
+
+
+@pytest.fixture(scope="module")
+def sharded(runs):
+    """The FSDP run again with sharded checkpoints (``state_dict_type: SHARDED_STATE_DICT``): each process writes its
+    own shard of the model and optimizer state, and reads it back on resume, nothing is gathered on one process."""
+    tmp = runs["tmp"]
+    recipe = write_recipe(tmp / "fsdp_sharded.yaml", {**runs["base"], **FSDP_SHARDED})
+    return {"recipe": recipe, "launch": _launch(recipe, tmp, tmp / "fsdp_sharded")}
 
 
 def test_fsdp_trains_the_weights_ddp_trains(runs):
@@ -80,15 +91,51 @@ def test_fsdp_model_folder_loads_with_automodel_on_one_process(runs):
     assert set(out.logits) == {"tags", "kind", "score", "flag"}
 
 
-def test_fsdp_resumed_run_ends_where_the_uninterrupted_one_does(runs):
+@pytest.mark.parametrize("state_dict_type", ["FULL_STATE_DICT", "SHARDED_STATE_DICT"])
+def test_fsdp_resumed_run_ends_where_the_uninterrupted_one_does(runs, state_dict_type, request):
     tmp = runs["tmp"]
-    resumed = tmp / "resumed"
+    if state_dict_type == "FULL_STATE_DICT":
+        recipe, uninterrupted = runs["recipe"], tmp / "fsdp"
+    else:
+        recipe, uninterrupted = request.getfixturevalue("sharded")["recipe"], tmp / "fsdp_sharded"
+    resumed = tmp / f"resumed_{state_dict_type.lower()}"
     resumed.mkdir()
-    shutil.copytree(tmp / "fsdp" / "checkpoint-2", resumed / "checkpoint-2")  # an FSDP run stopped after step 2
-    _launch(runs["recipe"], tmp, resumed, "--resume_from_checkpoint", "true")
-    full, again = load_weights(tmp / "fsdp"), load_weights(resumed)
+    shutil.copytree(uninterrupted / "checkpoint-2", resumed / "checkpoint-2")  # an FSDP run stopped after step 2
+    launch = _launch(recipe, tmp, resumed, "--resume_from_checkpoint", "true")
+    log = launch.stdout + launch.stderr
+    assert "resuming from the last complete checkpoint" in log and "checkpoint-2" in log  # resumed, not restarted
+    full, again = load_weights(uninterrupted), load_weights(resumed)
+    assert full.keys() == again.keys()
     for key in full:
         torch.testing.assert_close(again[key], full[key], rtol=0, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}")
+
+
+def test_fsdp_sharded_checkpoints_and_one_model_file(runs, sharded):
+    """``SHARDED_STATE_DICT``: checkpoints hold torch.distributed.checkpoint folders (no gathered ``.bin``) and still a
+    full ``model.safetensors``; the run trains what the full-state-dict run trains (only the file format differs); the
+    final model folder is one safetensors model that ``AutoModel`` loads on one process."""
+    from transformers import AutoModel
+
+    import hf_mtl  # noqa: F401  (registers the multi-task model with the Auto classes)
+
+    tmp = runs["tmp"]
+    assert "FSDP2 on CPU (gloo): 2 processes shard the model" in sharded["launch"].stdout + sharded["launch"].stderr
+    for step in (2, 4):
+        folder = tmp / "fsdp_sharded" / f"checkpoint-{step}"
+        names = {p.name for p in folder.iterdir()}
+        assert {"pytorch_model_fsdp_0", "optimizer_0", "model.safetensors", "trainer_state.json", "rng_state_0.pth",
+                "rng_state_1.pth"} <= names, names
+        assert not {"pytorch_model_fsdp.bin", "optimizer.bin"} & names, names
+        assert (folder / "pytorch_model_fsdp_0" / ".metadata").is_file()  # a complete torch.distributed.checkpoint
+    folder = tmp / "fsdp_sharded"
+    assert not list(folder.glob("model-*.safetensors")) and not (folder / "pytorch_model_fsdp_0").exists()
+    full, saved = load_weights(tmp / "fsdp"), load_weights(folder)
+    assert full.keys() == saved.keys()
+    for key in full:
+        torch.testing.assert_close(saved[key], full[key], rtol=0, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}")
+    model = AutoModel.from_pretrained(folder)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
 
 
 def test_scale_fsdp_benchmark_quick(tmp_path):

@@ -112,7 +112,8 @@ class DataArguments:
         default=False,
         metadata={
             "help": "Train on a stream (`datasets.IterableDataset`) instead of loading the data into memory: "
-            "`dataset: parquet` / `json` with `train_file` a file, folder or glob of shards, or `imagefolder`. "
+            "`dataset: parquet` / `json` with `train_file` a file, folder or glob of shards, `imagefolder`, or a Hub "
+            "data set `owner/name` (its Parquet files, read with range requests). "
             "Each process reads its own shards; `max_steps` is required; the first `validate_stream_rows` rows are checked "
             "before step 1; a resumed run sees the same rows. Evaluation: `validation_file`, else the first "
             "`max_eval_samples` rows held out."
