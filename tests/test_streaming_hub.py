@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_mtl.data import ROW_ID_COLUMN, split_stream
+from hf_mtl.data import ROW_ID_COLUMN, split_stream, stream_files
 from hf_mtl.data.hub_stream import is_hub_dataset_id, stream_hub_dataset
 from hf_mtl.scripts import RecipeError
 from hf_mtl.scripts.train import main as train_main
@@ -52,11 +52,10 @@ def test_hub_stream_has_the_local_rows_each_process_reading_its_own_files(local_
     repo = write_hub_shards(tmp_path, 16, shards=4)
     repo_id = _upload(local_hub, repo)
     assert is_hub_dataset_id(repo_id) and not is_hub_dataset_id(str(repo)) and not is_hub_dataset_id("parquet")
-    stream, described = stream_hub_dataset(repo_id)
-    assert stream.num_shards == 4 and [url.rsplit("/", 1)[-1] for url, _ in described] == \
-        [f"train-{s:05d}-of-00004.parquet" for s in range(4)]
-    from hf_mtl.data import stream_files
-
+    stream, files = stream_hub_dataset(repo_id)
+    commit = local_hub.server.commits(repo_id, repo_type="dataset")[0]
+    assert stream.num_shards == 4 and files == [
+        f"hf://datasets/{repo_id}@{commit}/data/train-{s:05d}-of-00004.parquet" for s in range(4)]
     local = stream_files(sorted((repo / "data").glob("*.parquet")), "parquet")
     assert list(split_stream(stream)) == list(split_stream(local))  # rows, images (bytes) and their names
     assert all(isinstance(row["image"]["bytes"], bytes) for row in split_stream(stream))

@@ -36,10 +36,10 @@ def is_hub_dataset_id(name: str | None) -> bool:
 
 
 def stream_hub_dataset(repo_id: str, split: str = "train", read_batch_rows: int = READ_BATCH_ROWS
-                       ) -> tuple[Any, list[tuple[str, int]]]:
-    """``(stream, description)``: ``split`` of the Hub data set ``repo_id`` as a ``datasets.IterableDataset`` of its
-    Parquet files (one shard each, rows named ``<file> row <i>``), and ``(url, size)`` of each file (the URLs hold the
-    commit, so a changed data set changes the description and any feature-cache key)."""
+                       ) -> tuple[Any, list[str]]:
+    """``(stream, files)``: ``split`` of the Hub data set ``repo_id`` as a ``datasets.IterableDataset`` of its Parquet
+    files (one shard each, rows named ``<file> row <i>``), and the ``hf://`` URLs of the files. The URLs name the
+    commit they were resolved at, so a new commit changes the stream's description and any feature-cache key."""
     import datasets
     import pyarrow.parquet as pq
     from huggingface_hub import HfFileSystem
@@ -63,7 +63,7 @@ def stream_hub_dataset(repo_id: str, split: str = "train", read_batch_rows: int 
                                      for name, f in features.items()}, ROW_ID_COLUMN: datasets.Value("string")})
     stream = datasets.IterableDataset.from_generator(
         _read_hub_shards, features=features, gen_kwargs={"shards": files, "batch_rows": read_batch_rows})
-    return stream, [(url, int(fs.info(url)["size"])) for url in files]
+    return stream, files
 
 
 def _read_hub_shards(shards: list[str], batch_rows: int) -> Iterator[dict[str, Any]]:
