@@ -557,9 +557,8 @@ def _torch(values: Any) -> Any:
 
 
 def write_evaluation_plots(specs: Sequence[TaskSpec], evaluation: Any, model: str | os.PathLike,
-                           output_dir: str | os.PathLike, split: str = "eval", what: str = "") -> list[str]:
+                           output_dir: str | os.PathLike, split: str = "eval", what: str = "") -> list[tuple[str, str]]:
     """``hf-mtl eval``'s plots of one split: into ``<model>/plots/`` when the model is a local folder (beside its
-    ``eval_<split>_results.json``), else into ``output_dir``; returns the paths written."""
+    ``eval_<split>_results.json``), else into ``output_dir``; returns ``(caption, path relative to that folder)``."""
     folder = Path(model) if os.path.isdir(model) else Path(output_dir)
-    plots = write_plots(specs, folder, evaluation=evaluation, split=split, what=what)
-    return [str(folder / path) for _, path in plots]
+    return write_plots(specs, folder, evaluation=evaluation, split=split, what=what)

@@ -159,6 +159,11 @@ def display_path(value: Any) -> Any:
     return ".../" + "/".join(parts[-2:]) if len(parts) > 3 else value
 
 
+def card_path(path: str) -> str:
+    """A data file or folder as the card names it: [`display_path`] of its absolute path, in backticks."""
+    return f"`{display_path(os.path.abspath(path))}`"
+
+
 def backbone_display_name(config: Any) -> str:
     """The backbone as a reader knows it: its Hub id when known (a packaged copy's included), never a local path."""
     hub_id = getattr(config, "backbone_hub_id", None)
@@ -351,6 +356,7 @@ def create_model_card(
     tags: Iterable[str] | None = None,
     model_name: str | None = None,
     plot_files: Sequence[tuple[str, str]] | None = None,
+    other_evaluations: Sequence[Mapping[str, Any]] | None = None,
 ):
     """Render the model card of ``model`` from the template in ``model_cards/`` (a ``huggingface_hub.ModelCard``).
 
@@ -369,6 +375,8 @@ def create_model_card(
         base_model / license: default to the backbone's Hub id and license (timm's pretrained config, the config).
         model_name: the title (default: the repo's name, else the backbone and the tasks; never a bare ``model``).
         plot_files: ``(caption, path relative to the card)`` of the plots beside it ([`write_model_card`] draws them).
+        other_evaluations: ``hf-mtl eval``'s results files (``eval_<split>_results.json``) beside the model: each its
+            own section (what was evaluated, the task-level metrics, its plots); kept out of the ``model-index``.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -420,10 +428,91 @@ def create_model_card(
         per_label_metrics=columns,
         per_label_rows=label_rows,
         plot_files=list(plot_files or []),
+        other_evaluations=[_evaluation_section(specs, result) for result in other_evaluations or []],
         recipe=[(title, rows) for title, rows in recipe.items() if rows],
         usage_snippet=usage_snippet(usage_repo, kind),
         versions=_versions(),
     )
+
+
+def _evaluation_section(specs: Sequence[TaskSpec], result: Mapping[str, Any]) -> dict[str, Any]:
+    data = result.get("data") or {}
+    return {"data": data.get("card_description") or data.get("description") or result.get("name", ""),
+            "rows": [{"task": t, "metric": m, "value": v} for t, m, v in task_eval_results(specs, result.get("metrics"))],
+            "plot_files": [tuple(plot) for plot in result.get("plots") or []]}
+
+
+PER_LABEL_FILE = "per_label_metrics.json"
+"""The per-label table of a run's last evaluation, beside the model (``hf-mtl train`` writes it)."""
+CARD_INPUTS_FILE = "card_inputs.json"
+"""Beside a model whose card hf_mtl wrote: that card's inputs (JSON), so ``hf-mtl push`` and ``hf-mtl eval`` render
+the same card again ([`saved_card_kwargs`]); its plots are the PNGs it lists, reused as they are."""
+EVAL_RESULTS_GLOB = "eval_*_results.json"
+"""``hf-mtl eval``'s results beside a model (``eval_<split>_results.json``; the Trainer's ``eval_results.json`` aside)."""
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` if JSON gives it back rendering as the card renders it (``str``), else that rendering."""
+    import json
+
+    try:
+        back = json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return str(value)
+    return value if back == value and str(back) == str(value) else str(value)
+
+
+def _recipe_jsonable(recipe: RecipeSections) -> dict[str, list[list[Any]]]:
+    return {title: [[key, _jsonable(value)] for key, value in rows] for title, rows in recipe.items()}
+
+
+def saved_card_kwargs(folder: str | os.PathLike) -> dict[str, Any]:
+    """The keyword arguments of [`write_model_card`] that render ``folder``'s card again, elsewhere (a push's
+    staging folder) or after ``hf-mtl eval`` added results: the saved inputs ([`CARD_INPUTS_FILE`]) with the plots
+    they list (``plots_from``), or for a folder without them, ``metrics`` and ``per_label_metrics`` from the Trainer's
+    ``eval_results.json`` and ``per_label_metrics.json``; and every ``hf-mtl eval`` result beside the model."""
+    import json
+
+    folder = Path(folder)
+    path = folder / CARD_INPUTS_FILE
+    kwargs: dict[str, Any] = {}
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        kwargs = dict(saved["card"])
+        kwargs["recipe"] = {title: [tuple(row) for row in rows] for title, rows in kwargs.get("recipe", {}).items()}
+        kwargs["plot_files"] = [tuple(plot) for plot in saved.get("plot_files", [])]
+        kwargs["plots_from"] = str(folder)
+    else:
+        for key, name in (("metrics", "eval_results.json"), ("per_label_metrics", PER_LABEL_FILE)):
+            if (folder / name).is_file():
+                kwargs[key] = json.loads((folder / name).read_text(encoding="utf-8"))
+    evaluations = []
+    for result_path in sorted(folder.glob(EVAL_RESULTS_GLOB)):
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+        if isinstance(result, dict) and "metrics" in result:
+            evaluations.append({**result, "name": result_path.name[len("eval_"):-len("_results.json")]})
+    if evaluations:
+        kwargs["other_evaluations"] = evaluations
+        kwargs["plots_from"] = str(folder)
+    return kwargs
+
+
+def _copy_plots(source: Path, folder: Path, plots: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Copy the ``plots`` of ``source`` into ``folder``; returns those that exist (a card never shows a missing one)."""
+    import logging
+    import shutil
+
+    kept = []
+    for caption, relative in plots:
+        src, dst = source / relative, folder / relative
+        if not src.is_file():
+            logging.getLogger(__name__).warning("card plot %s is missing from %s: left out of the card", relative, source)
+            continue
+        if src.resolve() != dst.resolve():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        kept.append((caption, relative))
+    return kept
 
 
 def write_model_card(
@@ -432,23 +521,49 @@ def write_model_card(
     *,
     evaluation: Any = None,
     histories: Sequence[tuple[str, Sequence[Mapping[str, Any]]]] | None = None,
+    plot_files: Sequence[tuple[str, str]] | None = None,
+    plots_from: str | os.PathLike | None = None,
+    other_evaluations: Sequence[Mapping[str, Any]] | None = None,
     **card_kwargs: Any,
 ) -> Path:
-    """Write ``README.md`` and its plots (``plots/eval_*.png``, ``plots/training_curves.png``:
-    ``hf_mtl.chart.write_plots``) into ``folder``; ``hf-mtl eval`` writes ``plots/<split>_*.png`` beside them.
+    """Write ``README.md``, its plots (``plots/eval_*.png``, ``plots/training_curves.png``:
+    ``hf_mtl.chart.write_plots``) and its inputs ([`CARD_INPUTS_FILE`]) into ``folder``; ``hf-mtl eval`` writes
+    ``plots/<split>_*.png`` beside them.
 
     ``evaluation``: the ``hf_mtl.metrics.Evaluation`` behind ``metrics`` (its scores and labels draw the
     diagnostic plots); ``histories``: ``(stage, Trainer.state.log_history)`` pairs for the training curves.
-    ``card_kwargs``: the keyword arguments of [`create_model_card`] (but ``plot_files``)."""
+    ``plot_files`` (with ``plots_from``, the folder they are in): plots already drawn, copied instead of drawn
+    ([`saved_card_kwargs`] gives them); ``other_evaluations``' plots are copied from ``plots_from`` too.
+    ``card_kwargs``: the other keyword arguments of [`create_model_card`]."""
+    import json
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     specs = model.task_specs
-    per_label = per_label_table(specs, card_kwargs.get("per_label_metrics"))
-    plots = write_plots(
-        specs, folder, evaluation=evaluation, metrics=card_kwargs.get("metrics"), per_label=per_label,
-        histories=histories, split="eval", what=card_kwargs.get("eval_data") or card_kwargs.get("eval_split") or "",
-    )
-    card = create_model_card(model, plot_files=plots, **card_kwargs)
+    training_args, trainer_state = card_kwargs.pop("training_args", None), card_kwargs.pop("trainer_state", None)
+    recipe = card_kwargs.pop("recipe", None)
+    if recipe is None:  # resolved now, so the saved inputs render the same recipe without the run's objects
+        steps = training_recipe(training_args, trainer_state)
+        recipe = {"training": steps} if steps else {}
+    source = Path(plots_from) if plots_from is not None else folder
+    if plot_files is None:
+        per_label = per_label_table(specs, card_kwargs.get("per_label_metrics"))
+        plot_files = write_plots(
+            specs, folder, evaluation=evaluation, metrics=card_kwargs.get("metrics"), per_label=per_label,
+            histories=histories, split="eval",
+            what=card_kwargs.get("eval_data") or card_kwargs.get("eval_split") or "",
+        )
+    else:
+        plot_files = _copy_plots(source, folder, plot_files)
+    others = [{**result, "plots": _copy_plots(source, folder, [tuple(p) for p in result.get("plots") or []])}
+              for result in other_evaluations or []]
+    card = create_model_card(model, plot_files=plot_files, recipe=recipe, other_evaluations=others, **card_kwargs)
     path = folder / "README.md"
     card.save(path)
+    saved = {key: value for key, value in card_kwargs.items() if key != "repo_id"}
+    saved = {key: (value if key in ("metrics", "per_label_metrics") else _jsonable(value))
+             for key, value in saved.items()}
+    with open(folder / CARD_INPUTS_FILE, "w", encoding="utf-8") as handle:
+        json.dump({"card": saved | {"recipe": _recipe_jsonable(recipe)}, "plot_files": [list(p) for p in plot_files]},
+                  handle, indent=1, default=lambda v: float(v) if hasattr(v, "__float__") else str(v))
     return path

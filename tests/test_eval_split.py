@@ -90,7 +90,7 @@ def test_files_recipe_splits_and_the_held_out_share(tmp_path):
     write_image_dataset(tmp_path / "train", 24)  # ... the held-out share must
     code, out = run_main("eval", str(folder), str(recipe), "validation_file=null")
     assert code == 0, out[-2000:]
-    assert f"held out of train_file {train} (validation_split 0.25, seed 0), as in training: 6 rows" in out
+    assert f"data:  split 'validation', a 25% hold-out (seed 0) of train_file {train}: 6 rows" in out
     code, again = run_main("eval", str(folder), str(recipe), "--no-validation-file", "--split", "validation")
     assert code == 0 and _results(folder, "validation")["rows"] == 6
     assert run_main("eval", str(folder), str(recipe), "--no_test_file", "--split", "test")[0] == 2
@@ -128,7 +128,8 @@ def test_built_in_data_splits(tmp_path, capsys):
     recipe = str(REPO / "recipes" / "fashion_grid_efficientnet.yaml")
     code, out = run_main("eval", str(tmp_path / "model"), recipe, "max_eval_samples=16")
     assert code == 0, out[-2000:]
-    assert "data:  split 'validation' of the built-in fashion_grid data (generated with seed 1): 16 rows" in out
+    assert "data:  split 'validation' of the built-in fashion_grid data (built from Fashion-MNIST's test images, " \
+           "seed 1): 16 rows" in out
     assert _results(tmp_path / "model", "validation")["data"]["split"] == "validation"
     assert run_main("eval", str(tmp_path / "model"), recipe, "--split", "test")[0] == 2
     assert "has the splits train and validation" in capsys.readouterr().err

@@ -47,7 +47,9 @@ def test_card_parses_and_its_model_index_is_the_evaluation(image_run: Path) -> N
         assert result.dataset_split == "validation"
         assert "25% hold-out (seed 0)" in result.dataset_name and "data/data.jsonl" in result.dataset_name
     assert "on json" not in card.content and "on imagefolder" not in card.content
-    assert "a 25% hold-out (seed 0) of the training data `.../data/data.jsonl` (12 rows)" in card.content
+    # the words of `hf-mtl eval`'s header (one describer: recipe_data.describe_rows), paths as a card shows them
+    assert "Evaluated on split 'validation', a 25% hold-out (seed 0) of train_file `.../data/data.jsonl`: 12 rows." \
+        in card.content
     assert card.data.datasets is None  # a local json file is no Hub data set
     assert str(image_run.parent) not in card.content  # no local path of this machine
 
@@ -161,3 +163,68 @@ def test_eval_command_writes_the_plots_of_its_split(tmp_path: Path, capsys) -> N
     assert {p.name for p in plots} == {f"validation_{kind}.png" for kind in kinds}  # named after the split evaluated
     assert all(p.is_file() and p.parent == folder / "plots" for p in plots)
     assert metrics["eval_kind_accuracy"] == json.loads((folder / "eval_results.json").read_text())["eval_kind_accuracy"]
+
+
+def _pushed(local_hub, repo_id: str, name: str, tmp_path: Path) -> str:
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo_id, name, cache_dir=tmp_path / "downloads")).read_text()
+
+
+def _card_plots(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"\]\((plots/[^)]+\.png)\)", text))
+
+
+@pytest.mark.slow
+def test_push_publishes_the_card_the_run_wrote_and_the_eval_results(image_run: Path, local_hub, tmp_path: Path,
+                                                                     capsys) -> None:
+    """`hf-mtl push` of a trained folder uploads the same README.md as the local one (but the usage snippet's repo id):
+    recipe of both stages, the evaluated data, every plot (uploaded); after `hf-mtl eval` both the local and the pushed
+    card carry that evaluation and its plots; a folder without `card_inputs.json` (an older version) still pushes."""
+    import shutil
+
+    from hf_mtl.scripts.eval import main as evaluate
+    from hf_mtl.scripts.push import main as push
+
+    folder = tmp_path / "tiny_mtl"  # a copy: eval adds files the other tests of this module do not expect
+    shutil.copytree(image_run, folder)
+    api = local_hub.api()
+    repo_id = local_hub.repo_id("tiny_mtl")  # the run's own name: the title is the same
+    push([str(folder), repo_id])
+    local = (folder / "README.md").read_text()
+    pushed = _pushed(local_hub, repo_id, "README.md", tmp_path)
+    assert 'from_pretrained("path/to/model")' in local
+    assert pushed == local.replace('"path/to/model"', f'"{repo_id}"')
+    for section in ("### stage 1: heads only", "### stage 2: main", "### final model", "| trained_steps | `9` |",
+                    "Evaluated on split 'validation', a 25% hold-out (seed 0) of train_file `.../data/data.jsonl`"):
+        assert section in pushed, section
+    remote = set(api.list_repo_files(repo_id))
+    assert _card_plots(pushed) == {p.relative_to(folder).as_posix() for p in (folder / "plots").glob("*.png")}
+    assert _card_plots(pushed) <= remote and "card_inputs.json" in remote
+    assert str(tmp_path) not in pushed + _pushed(local_hub, repo_id, "card_inputs.json", tmp_path)
+
+    # `hf-mtl eval` adds its results to the local card; a push carries them
+    recipe = image_run.parent / "recipe.yaml"
+    evaluate([str(folder), str(recipe)])
+    assert "card: " in capsys.readouterr().out
+    local = (folder / "README.md").read_text()
+    other = local[local.index("### Other evaluations"):local.index("## Training recipe")]
+    assert "#### On split 'validation', a 25% hold-out (seed 0) of train_file `.../data/data.jsonl`: 12 rows" in other
+    assert "| kind | accuracy |" in other and "](plots/validation_kind.png)" in other
+    push([str(folder), repo_id])
+    pushed = _pushed(local_hub, repo_id, "README.md", tmp_path)
+    assert pushed == local.replace('"path/to/model"', f'"{repo_id}"')
+    assert {f"plots/validation_{t['name']}.png" for t in TASKS} <= set(api.list_repo_files(repo_id))
+
+    # an older folder (no card_inputs.json): today's card from eval_results.json and per_label_metrics.json
+    (folder / "card_inputs.json").unlink()
+    legacy = local_hub.repo_id("tiny-legacy")
+    push([str(folder), legacy])
+    card = ModelCard.load(local_hub.api().hf_hub_download(legacy, "README.md", cache_dir=tmp_path / "legacy"))
+    metrics = json.loads((folder / "eval_results.json").read_text())
+    _, results = model_index_to_eval_results(card.data.to_dict()["model-index"])
+    assert {r.metric_name: r.metric_value for r in results}["kind accuracy"] == pytest.approx(
+        metrics["eval_kind_accuracy"])
+    assert "No training arguments were given" in card.content and "### Other evaluations" in card.content

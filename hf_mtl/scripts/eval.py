@@ -37,14 +37,20 @@ def results_path(model: str, name: str) -> str:
     return os.path.join(folder, f"eval_{name}_results.json")
 
 
-def write_results(path: str, run: EvalSetup, model: str, metrics: dict[str, float]) -> str:
+def write_results(path: str, run: EvalSetup, model: str, metrics: dict[str, float],
+                  plots: list[tuple[str, str]] | None = None) -> str:
+    """The results file; ``plots`` (``(caption, path relative to the model folder)``) and the data described as a
+    card shows it let ``hf-mtl push`` put this evaluation into the model's card."""
+    from ..modelcard import card_path
+
     result = {
         "model": os.path.abspath(model) if os.path.isdir(model) else model,
-        "data": {**run.data.source, "description": run.data.description},
+        "data": {**run.data.source, "description": run.data.description, "card_description": run.data.header(card_path)},
         "rows": run.data.rows,
         "total_rows": run.data.total_rows,
         "metrics": metrics,
         "per_label_metrics": run.compute_metrics.last.per_label,
+        "plots": [list(plot) for plot in plots or []],
     }
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(result, handle, indent=2)
@@ -53,9 +59,13 @@ def write_results(path: str, run: EvalSetup, model: str, metrics: dict[str, floa
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Returns the ``eval_*`` metrics."""
+    from ..chart import write_evaluation_plots  # the plots of the evaluated split, beside the model
+    from ..modelcard import CARD_INPUTS_FILE, display_path, saved_card_kwargs, write_model_card
+
     args, overrides = parse_args(make_parser(), argv)
     run = setup(args, overrides)
-    print(f"== hf-mtl eval ==\nmodel: {os.path.abspath(args.model) if os.path.isdir(args.model) else args.model}\n"
+    local = os.path.isdir(args.model)
+    print(f"== hf-mtl eval ==\nmodel: {os.path.abspath(args.model) if local else args.model}\n"
           f"data:  {run.data.header()}", flush=True)
     metrics = run.trainer.evaluate()
     cleanup(run)
@@ -63,11 +73,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     chance = label_prevalence(run.data.dataset, specs, run.data_args.label_columns)
     print(f"\n== evaluation ({run.data.name}, present labels only) ==\n"
           + format_metrics(metrics, specs, run.compute_metrics.last.per_label, chance), flush=True)
-    path = write_results(results_path(args.model, run.data.name), run, args.model, metrics)
+    folder = args.model if local else run.trainer.args.output_dir
+    plots = write_evaluation_plots(specs, run.compute_metrics.last, args.model, folder, split=run.data.name,
+                                   what=run.data.header(display_path))  # no local path in a plot a card may show
+    path = write_results(results_path(args.model, run.data.name), run, args.model, metrics, plots if local else None)
     print(f"\nresults: {path}", flush=True)
-    from ..chart import write_evaluation_plots  # the plots of the evaluated split, beside the model
-
-    plots = write_evaluation_plots(specs, run.compute_metrics.last, args.model, run.trainer.args.output_dir,
-                                   split=run.data.name, what=run.data.header())
-    print("plots: " + ", ".join(plots), flush=True)
+    print("plots: " + ", ".join(os.path.join(folder, plot) for _, plot in plots), flush=True)
+    if local and os.path.isfile(os.path.join(args.model, CARD_INPUTS_FILE)):  # the card hf_mtl wrote: add this run
+        card = write_model_card(run.model, args.model, **saved_card_kwargs(args.model))
+        print(f"card: {card} (with this evaluation; `hf-mtl push` publishes the same)", flush=True)
     return metrics

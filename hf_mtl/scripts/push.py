@@ -1,5 +1,7 @@
-"""Push a saved model folder to the Hub with its card: the metrics and per-label table come from the files the
-training run wrote beside the model (``eval_results.json``, ``per_label_metrics.json``).
+"""Push a saved model folder to the Hub with the card the training run wrote: rendered again from the inputs it saved
+beside the model (``card_inputs.json``: recipe per stage, evaluated data, metrics, per-label table) with its plots,
+plus every ``hf-mtl eval`` result in the folder (``eval_<split>_results.json`` and its plots). A folder from an older
+version without ``card_inputs.json`` gets a card from ``eval_results.json`` and ``per_label_metrics.json``.
 
     hf-mtl push outputs/fashion_grid_efficientnet user/fashion-grid-presence [--private] [--revision dev]
 
@@ -9,14 +11,13 @@ The token comes from huggingface_hub's own login / ``HF_TOKEN``: it is never an 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
 from ..hub import PushToHubError
+from ..modelcard import saved_card_kwargs
 from .models import load_saved_model
-from .train import PER_LABEL_FILE
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -33,13 +34,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def card_from_run(folder: str) -> dict[str, Any]:
-    """The card's ``metrics`` and ``per_label_metrics`` from a training run's output folder (when it has them)."""
-    card: dict[str, Any] = {}
-    for key, name in (("metrics", "eval_results.json"), ("per_label_metrics", PER_LABEL_FILE)):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                card[key] = json.load(handle)
+    """The card keyword arguments of the card the run wrote in ``folder`` (``hf_mtl.modelcard.saved_card_kwargs``),
+    titled after the repo rather than the folder it was trained in (unless the run named it otherwise)."""
+    card = saved_card_kwargs(folder)
+    if card.get("model_name") == os.path.basename(os.path.abspath(folder)):
+        del card["model_name"]
     return card
 
 

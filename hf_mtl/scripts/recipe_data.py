@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -145,6 +146,86 @@ EVAL_SPLIT_ORDER = ("validation", "valid", "eval", "test")
 FILE_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
+BUILT_FROM = {"fashion_grid": "Fashion-MNIST's {part} images", "wordnet_glosses": "WordNet's {part} glosses"}
+"""What the built-in data sets' rows are drawn from (``demo_data``: the source's train or test part)."""
+
+
+def describe_rows(source: dict[str, Any], path: Any = os.path.abspath) -> str:
+    """What a set of evaluation rows is, in words, from where they came from (``EvalData.source``): the one text of
+    ``hf-mtl eval``'s header, its results file and the card (which passes a ``path`` that shortens and quotes).
+
+    ``source``: ``dataset``, ``split``, ``file`` (with ``file_key``, the recipe key naming it; none for ``--file``),
+    ``data_dir`` (``split_named``: False when a folder's only split was taken), ``validation_split`` and ``seed`` for
+    a share held out of the training data, ``seed`` alone for built-in data (the seed it was generated with)."""
+    kind, split = source.get("dataset"), source.get("split")
+    folder = f"{'saved dataset' if kind == 'save_to_disk' else kind} {path(source['data_dir'])}" \
+        if source.get("data_dir") else None
+    if source.get("stream_head"):
+        of = f" of {source['file_key']} {path(source['file'])}" if source.get("file") else ""
+        return f"split {split!r}, the first rows of the training stream{of}, held out of training"
+    if source.get("validation_split") is not None:
+        of = f"{source.get('file_key') or 'train_file'} {path(source['file'])}" if source.get("file") else folder
+        return f"split {split!r}, a {source['validation_split']:.0%} hold-out (seed {source['seed']}) of {of}"
+    if kind in BUILT_FROM:
+        part = "train" if split == "train" else "test"
+        return (f"split {split!r} of the built-in {kind} data (built from {BUILT_FROM[kind].format(part=part)}, "
+                f"seed {source['seed']})")
+    if source.get("file"):
+        key = source.get("file_key")
+        return f"split {split!r} of the recipe's data: {key} {path(source['file'])}" if key \
+            else f"file {path(source['file'])}"
+    return f"split {split!r} of {folder}" if source.get("split_named", True) else folder
+
+
+def describe_eval_rows(source: dict[str, Any], rows: int, total_rows: int | None = None,
+                       path: Any = os.path.abspath) -> str:
+    """[`describe_rows`] and how many rows: all of them, or the first ``rows`` (``max_eval_samples``; ``total_rows``
+    None: training's evaluation, whose total is not read, capped when ``source`` has ``max_eval_samples``)."""
+    capped = ""
+    if total_rows is not None and rows < total_rows:
+        capped = f" (the first {rows} of {total_rows}: max_eval_samples)"
+    elif total_rows is None and source.get("max_eval_samples") is not None:
+        capped = f" (the first rows: max_eval_samples {source['max_eval_samples']})"
+    return f"{describe_rows(source, path)}: {rows} rows{capped}"
+
+
+def training_eval_source(data_args: DataArguments, seed: int) -> dict[str, Any]:
+    """Where training's evaluation rows come from, as ``load_recipe_datasets`` picks them (a ``validation_file``, a
+    folder's own evaluation split, else a share held out of the training data), without reading them."""
+    kind = data_args.dataset
+    source: dict[str, Any] = {"dataset": kind, "split": "validation"}
+    if kind in BUILT_FROM:
+        return source | {"seed": seed + 1}
+    if data_args.max_eval_samples is not None:
+        source["max_eval_samples"] = data_args.max_eval_samples
+    held_out = {"validation_split": data_args.validation_split, "seed": seed}
+    if data_args.streaming and not data_args.validation_file:  # `load_stream_datasets`: the stream's first rows
+        where = data_args.data_dir if kind == "imagefolder" else data_args.train_file
+        return source | {"stream_head": True, "file": os.path.abspath(where) if where else None,
+                         "file_key": "data_dir" if kind == "imagefolder" else "train_file"}
+    if kind in FILE_DATASETS:
+        if data_args.validation_file:
+            return source | {"file": os.path.abspath(data_args.validation_file), "file_key": "validation_file"}
+        return source | {"file": os.path.abspath(data_args.train_file), "file_key": "train_file"} | held_out
+    folder = data_args.data_dir if kind == "imagefolder" else kind
+    source |= {"dataset": "imagefolder" if kind == "imagefolder" else "save_to_disk",
+               "data_dir": os.path.abspath(folder) if folder else folder}
+    split = _own_eval_split(folder)
+    return source | {"split": split} if split is not None else source | held_out
+
+
+def _own_eval_split(folder: str | None) -> str | None:
+    """The evaluation split a folder data set has of its own (imagefolder sub-folders, a saved DatasetDict)."""
+    if not folder or not os.path.isdir(folder):
+        return None
+    present = set(os.listdir(folder))
+    dataset_dict = os.path.join(folder, "dataset_dict.json")
+    if os.path.isfile(dataset_dict):
+        with open(dataset_dict, encoding="utf-8") as handle:
+            present = set(json.load(handle).get("splits", []))
+    return next((name for name in EVAL_SPLIT_ORDER if name in present), None)
+
+
 @dataclass
 class EvalData:
     """The rows ``hf-mtl eval`` / ``tune-thresholds`` score, and what they are, for the header and the results file."""
@@ -152,9 +233,9 @@ class EvalData:
     dataset: Any
     name: str
     """Names the results file (``eval_<name>_results.json``): the split, or the file / folder name, sanitised."""
-    description: str
     source: dict[str, Any] = field(default_factory=dict)
-    """``dataset``, ``split``, ``file``, ``data_dir``: where the rows came from (JSON)."""
+    """Where the rows came from (JSON): ``dataset``, ``split``, ``file``, ``data_dir`` and what [`describe_rows`]
+    reads."""
     total_rows: int = 0
     """Rows before `max_eval_samples`."""
 
@@ -162,9 +243,12 @@ class EvalData:
     def rows(self) -> int:
         return len(self.dataset)
 
-    def header(self) -> str:
-        capped = f" (the first {self.rows} of {self.total_rows}: max_eval_samples)" if self.rows < self.total_rows else ""
-        return f"{self.description}: {self.rows} rows{capped}"
+    @property
+    def description(self) -> str:
+        return describe_rows(self.source)
+
+    def header(self, path: Any = os.path.abspath) -> str:
+        return describe_eval_rows(self.source, self.rows, self.total_rows, path)
 
 
 def _file_name(path: str) -> str:
@@ -296,47 +380,43 @@ def load_eval_data(
             raise RecipeError("eval: give --file or --split, not both (a file is one set of rows)")
         dataset, name = _load_file(data_args, file), _file_name(file)
         source.update(file=os.path.abspath(file), dataset=FILE_EXTENSIONS.get(os.path.splitext(file)[1].lower(), kind))
-        description = f"file {os.path.abspath(file)}"
     elif data_dir is not None:
         asked = split
         dataset, split = _folder_split(data_dir, split)
-        source.update(data_dir=os.path.abspath(data_dir), split=split,
+        source.update(data_dir=os.path.abspath(data_dir), split=split, split_named=asked is not None,
                       dataset="save_to_disk" if _is_saved_dataset(data_dir) else "imagefolder")
         name = _file_name(data_dir) + ("" if asked is None else f"_{split}")
-        where = f"{source['dataset']} {os.path.abspath(data_dir)}"
-        description = where if asked is None else f"split {split!r} of {where}"  # no --split: its only split
-    elif kind in ("fashion_grid", "wordnet_glosses"):
+    elif kind in BUILT_FROM:
         split = split or "validation"
         dataset, name = _builtin_split(data_args, split, seed), split
-        source["split"] = split
-        description = f"split {split!r} of the built-in {kind} data (generated with seed {seed + (split != 'train')})"
+        source.update(split=split, seed=seed + (split != "train"))
     elif kind in FILE_DATASETS:
-        dataset, split, path, description = _file_split(data_args, split, seed)
+        dataset, split, path, key = _file_split(data_args, split, seed)
         name = split
-        source.update(split=split, file=os.path.abspath(path))
+        source.update(split=split, file=os.path.abspath(path), file_key=key)
+        if key == "train_file" and split == "validation":  # the share training held out
+            source.update(validation_split=data_args.validation_split, seed=seed)
     else:  # imagefolder or a save_to_disk folder
         folder = data_args.data_dir if kind == "imagefolder" else kind
         dataset, found = _folder_split(folder, split, fallback=() if split else EVAL_SPLIT_ORDER)
-        source["data_dir"] = os.path.abspath(folder)
+        source.update(data_dir=os.path.abspath(folder), dataset="imagefolder" if kind == "imagefolder" else "save_to_disk")
         if dataset is None and split in (None, "validation"):
             dataset, found = _held_out(data_args, seed), "validation"
-            description = (f"split 'validation' held out of {kind} {os.path.abspath(folder)}'s training rows "
-                           f"(validation_split {data_args.validation_split}, seed {seed}), as in training")
-        else:
-            description = f"split {found!r} of {kind if kind == 'imagefolder' else 'saved dataset'} " \
-                          f"{os.path.abspath(folder)}"
+            source.update(validation_split=data_args.validation_split, seed=seed)
         split = name = found
         source["split"] = split
     total = len(dataset)
-    if data_args.max_eval_samples is not None and kind not in ("fashion_grid", "wordnet_glosses"):
+    if data_args.max_eval_samples is not None and kind not in BUILT_FROM:
         dataset = dataset.select(range(min(total, data_args.max_eval_samples)))
-    logger.info("evaluation data: %s, %d of %d rows", description, len(dataset), total)
-    return EvalData(dataset=dataset, name=name, description=description, source=source, total_rows=total)
+    data = EvalData(dataset=dataset, name=name, source=source, total_rows=total)
+    logger.info("evaluation data: %s", data.header())
+    return data
 
 
 def _file_split(data_args: DataArguments, split: str | None, seed: int) -> tuple[Any, str, str, str]:
-    """One split of a csv / json / parquet recipe: its file (`train_file`, `validation_file`, `test_file`), or the
-    validation share held out of `train_file` when there is no `validation_file`."""
+    """One split of a csv / json / parquet recipe: ``(rows, split, file, the recipe key naming it)``: its file
+    (`train_file`, `validation_file`, `test_file`), or the validation share held out of `train_file` when there is no
+    `validation_file`."""
     split = split or "validation"
     if split not in SPLIT_FILE_KEYS:
         raise RecipeError(f"eval: a {data_args.dataset} recipe has the splits {list(SPLIT_FILE_KEYS)} "
@@ -344,14 +424,13 @@ def _file_split(data_args: DataArguments, split: str | None, seed: int) -> tuple
     key = SPLIT_FILE_KEYS[split]
     path = getattr(data_args, key)
     if path is None and split == "validation" and data_args.train_file is not None:
-        description = (f"split 'validation' held out of train_file {os.path.abspath(data_args.train_file)} "
-                       f"(validation_split {data_args.validation_split}, seed {seed}), as in training")
-        return _held_out(data_args, seed), split, data_args.train_file, description
+        return _held_out(data_args, seed), split, data_args.train_file, "train_file"
     if path is None:
         raise RecipeError(f"eval: --split {split}: the recipe sets no `{key}`; add `{key}: path` to it (or "
                           f"`{key}=path` on the command line), or give --file path")
-    description = f"split {split!r} of the recipe's data: {key} {os.path.abspath(path)}"
-    return _load_file(data_args, path), split, path, description
+    return _load_file(data_args, path), split, path, key
+
+
 def load_stream_datasets(data_args: DataArguments, seed: int, rank: int = 0, world_size: int = 1) -> tuple[Any, Any]:
     """`streaming: true`: ``(train, eval)``: this process's [`TrainingStream`] (raw rows; the trainer adds the
     preprocessing) and an in-memory eval ``datasets.Dataset`` (the `validation_file`, else the first

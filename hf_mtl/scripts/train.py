@@ -25,24 +25,23 @@ from transformers import set_seed
 
 from ..chart import PLOTS_DIR
 from ..checkpointing import resolve_resume_checkpoint
-from ..modelcard import default_model_name
+from ..modelcard import PER_LABEL_FILE, default_model_name
 from .arguments import DataArguments, ModelArguments, RecipeError, RecipeParser, ScriptArguments, parse_recipe
 from .models import PACKAGED_BACKBONES, build_model, build_model_processor
 from .recipe_data import (
     check_inputs,
     check_labels,
+    describe_eval_rows,
     input_column,
     load_recipe_datasets,
     load_stream_datasets,
     stream_with_preprocessing,
+    training_eval_source,
     with_preprocessing,
 )
 
 logger = logging.getLogger(__name__)
 
-PER_LABEL_FILE = "per_label_metrics.json"
-EVAL_SPLIT_NAMES = ("validation", "valid", "eval", "test")
-"""The split of a data set's own that evaluates a run, in order of preference (as ``load_recipe_datasets``)."""
 HUB_BUILDERS = ("json", "csv", "parquet", "imagefolder", "audiofolder", "text", "arrow")
 """``dataset`` values that name a ``datasets`` builder, not a Hub data set: never the card's ``datasets``."""
 
@@ -56,39 +55,12 @@ def packaged_hub_id(name: str | None) -> str | None:
 
 
 def describe_eval_data(data_args: DataArguments, rows: int, seed: int) -> tuple[str, str]:
-    """``(split, what)``: the split the run is evaluated on and the data it is, in words (files, rows) for the card
-    and the plots, resolved as ``load_recipe_datasets`` resolves it."""
-    from ..modelcard import display_path
+    """``(split, what)``: the split the run is evaluated on and the data it is, in the words of ``hf-mtl eval``'s header
+    ([`describe_eval_rows`]), with paths shortened and quoted as a published card shows them."""
+    from ..modelcard import card_path
 
-    dataset = data_args.dataset
-    limited = f"the first {rows} rows of " if data_args.max_eval_samples is not None else ""
-    if dataset in ("fashion_grid", "wordnet_glosses"):
-        source = "Fashion-MNIST test images" if dataset == "fashion_grid" else "WordNet test glosses"
-        return "test", f"{rows} rows of `{dataset}` built from the {source}"
-    if dataset in ("csv", "json", "parquet"):
-        if data_args.validation_file:
-            return "validation", f"{limited}`{display_path(data_args.validation_file)}` ({rows} rows)"
-        source = f"`{display_path(data_args.train_file)}`"
-    else:
-        where = data_args.data_dir if dataset == "imagefolder" else dataset
-        split = _own_eval_split(dataset, where)
-        if split is not None:
-            return split, f"{limited}the `{split}` split of {dataset} `{display_path(where)}` ({rows} rows)"
-        source = f"{dataset} `{display_path(where)}`"
-    return "validation", (f"{limited}a {data_args.validation_split:.0%} hold-out (seed {seed}) of the training "
-                          f"data {source} ({rows} rows)")
-
-
-def _own_eval_split(dataset: str | None, where: str | None) -> str | None:
-    """The evaluation split a folder data set has of its own (imagefolder sub-folders, a saved DatasetDict)."""
-    if not where or not os.path.isdir(where):
-        return None
-    present = set(os.listdir(where))
-    dataset_dict = os.path.join(where, "dataset_dict.json")
-    if os.path.isfile(dataset_dict):
-        with open(dataset_dict, encoding="utf-8") as handle:
-            present = set(json.load(handle).get("splits", []))
-    return next((name for name in EVAL_SPLIT_NAMES if name in present), None)
+    source = training_eval_source(data_args, seed)
+    return source["split"], describe_eval_rows(source, rows, path=card_path)
 
 
 def card_recipe(model_args: ModelArguments, data_args: DataArguments, script_args: ScriptArguments, training_args,
