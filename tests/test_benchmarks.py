@@ -247,3 +247,28 @@ def test_threshold_tuning(tmp_path):
     assert set(results["runs"]) == {"train", "eval_test_at_0.5", "tune_thresholds", "eval_test_tuned"}
     assert "data:  split 'test' of imagefolder" in results["runs"]["eval_test_tuned"]["stdout"]
     assert len(results["per_label"]) == 11  # 10 `present` labels and `two_bags`
+    _check_threshold_tuning_rendering(json.loads((tmp_path / "threshold_tuning.json").read_text()))
+
+
+def _check_threshold_tuning_rendering(report: dict) -> None:
+    from benchmarks import render_readme
+
+    lines = render_readme.threshold_tuning(report)
+    rows = [line for line in lines if line.startswith("| present/") or line.startswith("| two_bags/")]
+    assert len(rows) == len(report["results"]["per_label"]) == 11
+    for line, row in zip(rows, report["results"]["per_label"].values()):
+        assert f"| {row['test_f1_at_0.5']:.3f} | {row['test_f1_tuned']:.3f} |" in line
+    macro = report["results"]["test_macro_f1_present"]
+    assert f"{macro['at_0.5']:.3f} at 0.5, **{macro['tuned']:.3f}** tuned" in "\n".join(lines)
+    assert f"`present` macro {macro['at_0.5']:.3f} → {macro['tuned']:.3f}" in render_readme.headline(
+        "threshold_tuning", report)
+
+
+def test_threshold_tuning_results_render_into_the_readme():
+    """The committed run's JSON renders as a table, and benchmarks/README.md holds that rendering."""
+    from benchmarks import render_readme
+
+    results = ROOT / "benchmarks" / "results"
+    _check_threshold_tuning_rendering(json.loads((results / "threshold_tuning.json").read_text()))
+    section = render_readme.render(results).split("### 5i. ", 1)[1].split("\n### ", 1)[0]
+    assert section in (ROOT / "benchmarks" / "README.md").read_text()
