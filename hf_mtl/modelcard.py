@@ -446,7 +446,8 @@ PER_LABEL_FILE = "per_label_metrics.json"
 """The per-label table of a run's last evaluation, beside the model (``hf-mtl train`` writes it)."""
 CARD_INPUTS_FILE = "card_inputs.json"
 """Beside a model whose card hf_mtl wrote: that card's inputs (JSON), so ``hf-mtl push`` and ``hf-mtl eval`` render
-the same card again ([`saved_card_kwargs`]); its plots are the PNGs it lists, reused as they are."""
+the same card again ([`saved_card_kwargs`]); its plots are the PNGs it lists, reused as they are, its per-label table
+the [`PER_LABEL_FILE`] beside it."""
 EVAL_RESULTS_GLOB = "eval_*_results.json"
 """``hf-mtl eval``'s results beside a model (``eval_<split>_results.json``; the Trainer's ``eval_results.json`` aside)."""
 
@@ -480,6 +481,9 @@ def saved_card_kwargs(folder: str | os.PathLike) -> dict[str, Any]:
         saved = json.loads(path.read_text(encoding="utf-8"))
         kwargs = dict(saved["card"])
         kwargs["recipe"] = {title: [tuple(row) for row in rows] for title, rows in kwargs.get("recipe", {}).items()}
+        per_label_file = kwargs.pop("per_label_metrics_file", None)
+        if per_label_file:
+            kwargs["per_label_metrics"] = json.loads((folder / per_label_file).read_text(encoding="utf-8"))
         kwargs["plot_files"] = [tuple(plot) for plot in saved.get("plot_files", [])]
         kwargs["plots_from"] = str(folder)
     else:
@@ -560,10 +564,16 @@ def write_model_card(
     card = create_model_card(model, plot_files=plot_files, recipe=recipe, other_evaluations=others, **card_kwargs)
     path = folder / "README.md"
     card.save(path)
-    saved = {key: value for key, value in card_kwargs.items() if key != "repo_id"}
-    saved = {key: (value if key in ("metrics", "per_label_metrics") else _jsonable(value))
-             for key, value in saved.items()}
+    def number(value: Any) -> Any:
+        return float(value) if hasattr(value, "__float__") else str(value)
+
+    saved = {key: value if key == "metrics" else _jsonable(value) for key, value in card_kwargs.items()
+             if key not in ("repo_id", "per_label_metrics")}
+    if card_kwargs.get("per_label_metrics"):  # its own file: it grows with the labels (10,000 labels: megabytes)
+        with open(folder / PER_LABEL_FILE, "w", encoding="utf-8") as handle:
+            json.dump(card_kwargs["per_label_metrics"], handle, indent=2, default=number)
+        saved["per_label_metrics_file"] = PER_LABEL_FILE
     with open(folder / CARD_INPUTS_FILE, "w", encoding="utf-8") as handle:
         json.dump({"card": saved | {"recipe": _recipe_jsonable(recipe)}, "plot_files": [list(p) for p in plot_files]},
-                  handle, indent=1, default=lambda v: float(v) if hasattr(v, "__float__") else str(v))
+                  handle, indent=1, default=number)
     return path
