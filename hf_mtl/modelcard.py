@@ -539,8 +539,6 @@ def write_model_card(
     ``plot_files`` (with ``plots_from``, the folder they are in): plots already drawn, copied instead of drawn
     ([`saved_card_kwargs`] gives them); ``other_evaluations``' plots are copied from ``plots_from`` too.
     ``card_kwargs``: the other keyword arguments of [`create_model_card`]."""
-    import json
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     specs = model.task_specs
@@ -564,16 +562,26 @@ def write_model_card(
     card = create_model_card(model, plot_files=plot_files, recipe=recipe, other_evaluations=others, **card_kwargs)
     path = folder / "README.md"
     card.save(path)
-    def number(value: Any) -> Any:
-        return float(value) if hasattr(value, "__float__") else str(value)
+    _save_card_inputs(folder, card_kwargs, recipe, plot_files)
+    return path
+
+
+def _json_number(value: Any) -> Any:
+    return float(value) if hasattr(value, "__float__") else str(value)  # numpy / torch scalars
+
+
+def _save_card_inputs(folder: Path, card_kwargs: Mapping[str, Any], recipe: RecipeSections,
+                      plot_files: Sequence[tuple[str, str]]) -> None:
+    """[`CARD_INPUTS_FILE`] (and [`PER_LABEL_FILE`]): what [`saved_card_kwargs`] reads back. The repo id is left out
+    (it is the push's), and ``hf-mtl eval``'s results, which are read from their own files each time."""
+    import json
 
     saved = {key: value if key == "metrics" else _jsonable(value) for key, value in card_kwargs.items()
              if key not in ("repo_id", "per_label_metrics")}
     if card_kwargs.get("per_label_metrics"):  # its own file: it grows with the labels (10,000 labels: megabytes)
         with open(folder / PER_LABEL_FILE, "w", encoding="utf-8") as handle:
-            json.dump(card_kwargs["per_label_metrics"], handle, indent=2, default=number)
+            json.dump(card_kwargs["per_label_metrics"], handle, indent=2, default=_json_number)
         saved["per_label_metrics_file"] = PER_LABEL_FILE
     with open(folder / CARD_INPUTS_FILE, "w", encoding="utf-8") as handle:
         json.dump({"card": saved | {"recipe": _recipe_jsonable(recipe)}, "plot_files": [list(p) for p in plot_files]},
-                  handle, indent=1, default=number)
-    return path
+                  handle, indent=1, default=_json_number)

@@ -23,8 +23,11 @@ def test_recipe_tunes_after_training_into_config_and_card(template_model):  # no
     thresholds = _thresholds(model)
     assert len(thresholds["tags"]) == len(TAGS) and len(thresholds["defect"]) == 1
     assert thresholds["scene"] is None and thresholds["quality"] is None
-    assert "== thresholds tuned (f1) on the evaluation split" in out
+    # in the words of `hf-mtl eval`'s header (the template recipe's max_eval_samples: 5)
+    where = f"split 'validation' of imagefolder {template_model['data']}: 5 rows (the first 5: max_eval_samples)"
+    assert f"== thresholds tuned (f1) on {where};" in out
     report = json.loads((model / "threshold_tuning.json").read_text())
+    assert report["data"] == where
     assert report["objective"] == "f1" and report["thresholds"] == {"tags": thresholds["tags"],
                                                                      "defect": thresholds["defect"]}
     for row in report["table"]:  # F1 on the tuning rows never drops: the F1-maximising threshold includes 0.5's

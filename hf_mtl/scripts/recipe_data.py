@@ -185,7 +185,7 @@ def describe_eval_rows(source: dict[str, Any], rows: int, total_rows: int | None
     if total_rows is not None and rows < total_rows:
         capped = f" (the first {rows} of {total_rows}: max_eval_samples)"
     elif total_rows is None and source.get("max_eval_samples") is not None:
-        capped = f" (the first rows: max_eval_samples {source['max_eval_samples']})"
+        capped = f" (the first {rows}: max_eval_samples)"
     return f"{describe_rows(source, path)}: {rows} rows{capped}"
 
 

@@ -369,8 +369,9 @@ def run(
     if script_args.tune_thresholds and metrics:  # saved in the config below, so the card and predict use them
         from .tune_thresholds import tune_after_training
 
+        where = describe_eval_rows(training_eval_source(data_args, training_args.seed), len(eval_raw))
         metrics = tune_after_training(trainer, compute_metrics, script_args.tune_thresholds,
-                                      script_args.threshold_target)
+                                      script_args.threshold_target, where)
     # With push_to_hub the stock save_model would push now, before the final evaluation: the push below carries it.
     trainer.save_model(_internal_call=training_args.push_to_hub)
     trainer.log_metrics("train", train_result.metrics)
