@@ -161,7 +161,8 @@ def describe_rows(source: dict[str, Any], path: Any = os.path.abspath) -> str:
     folder = f"{'saved dataset' if kind == 'save_to_disk' else kind} {path(source['data_dir'])}" \
         if source.get("data_dir") else None
     if source.get("stream_head"):
-        of = f" of {source['file_key']} {path(source['file'])}" if source.get("file") else ""
+        of = f" of {source['file_key']} {path(source['file'])}" if source.get("file") else (
+            f" of the Hub data set {kind}" if kind not in (*FILE_DATASETS, "imagefolder") else "")
         return f"split {split!r}, the first rows of the training stream{of}, held out of training"
     if source.get("validation_split") is not None:
         of = f"{source.get('file_key') or 'train_file'} {path(source['file'])}" if source.get("file") else folder
