@@ -314,14 +314,24 @@ def threshold_tuning(r: dict) -> list[str]:
              "| label | threshold (tuned on validation) | test F1 at 0.5 | test F1 tuned | tuned − 0.5 |",
              "|---|---:|---:|---:|---:|"]
     for label, row in res["per_label"].items():
-        lines.append(f"| {label} | {row['threshold']:.3f} | {row['test_f1_at_0.5']:.3f} | {row['test_f1_tuned']:.3f} | "
-                     f"{row['test_f1_tuned'] - row['test_f1_at_0.5']:+.3f} |")
+        lines.append(f"| {label} | {_f3(row['threshold'])} | {_f3(row['test_f1_at_0.5'])} | "
+                     f"{_f3(row['test_f1_tuned'])} | {_gain(row['test_f1_at_0.5'], row['test_f1_tuned'])} |")
     macro, rare = res["test_macro_f1_present"], res["test_f1_two_bags"]
-    lines += ["", f"`present` macro F1 (present labels): {macro['at_0.5']:.3f} at 0.5, **{macro['tuned']:.3f}** tuned "
-              f"({macro['tuned'] - macro['at_0.5']:+.3f}). The rare `two_bags` ({res['test_positives_two_bags']} "
-              f"positives of {res['sizes']['test']:,} test grids, ROC AUC {res['test_roc_auc_two_bags']:.3f}): F1 "
-              f"{rare['at_0.5']:.3f} at 0.5, **{rare['tuned']:.3f}** tuned ({rare['tuned'] - rare['at_0.5']:+.3f})."]
+    lines += ["", f"`present` macro F1 (present labels): {_f3(macro['at_0.5'])} at 0.5, **{_f3(macro['tuned'])}** "
+              f"tuned ({_gain(macro['at_0.5'], macro['tuned'])}). The rare `two_bags` "
+              f"({res['test_positives_two_bags']} positives of {res['sizes']['test']:,} test grids, ROC AUC "
+              f"{_f3(res['test_roc_auc_two_bags'])}): F1 {_f3(rare['at_0.5'])} at 0.5, **{_f3(rare['tuned'])}** tuned "
+              f"({_gain(rare['at_0.5'], rare['tuned'])})."]
     return lines
+
+
+def _f3(value: float | None) -> str:
+    """A score, or n/a where it is undefined (a label without positives in the split)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _gain(before: float | None, after: float | None) -> str:
+    return "n/a" if before is None or after is None else f"{after - before:+.3f}"
 
 
 def scale_fsdp(r: dict) -> list[str]:
@@ -521,8 +531,8 @@ def headline(name: str, r: dict) -> str:
                          f"onnxruntime batch time {speed[kind]:.2f}x PyTorch" for kind, x in res.items())
     if name == "threshold_tuning":
         macro, rare = res["test_macro_f1_present"], res["test_f1_two_bags"]
-        return (f"test F1 at 0.5 → tuned on validation: `present` macro {macro['at_0.5']:.3f} → {macro['tuned']:.3f}, "
-                f"rare `two_bags` {rare['at_0.5']:.3f} → {rare['tuned']:.3f}")
+        return (f"test F1 at 0.5 → tuned on validation: `present` macro {_f3(macro['at_0.5'])} → "
+                f"{_f3(macro['tuned'])}, rare `two_bags` {_f3(rare['at_0.5'])} → {_f3(rare['tuned'])}")
     if name == "scale_fsdp":
         v = res["variants"]
         return (f"{res['parameters'] / 1e6:.0f}M parameters, 2 processes: peak RSS per process FSDP "
