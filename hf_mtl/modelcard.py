@@ -501,6 +501,30 @@ def saved_card_kwargs(folder: str | os.PathLike) -> dict[str, Any]:
     return kwargs
 
 
+def refresh_saved_card(model: Any, folder: str | os.PathLike) -> str | None:
+    """Render ``folder``'s card again from its saved inputs, when hf_mtl wrote it ([`CARD_INPUTS_FILE`]): after
+    ``hf-mtl eval`` added results or ``hf-mtl tune-thresholds`` changed the config, so the local card says what
+    ``hf-mtl push`` would publish. Returns the card's path, or None for a folder without saved inputs."""
+    if not (Path(folder) / CARD_INPUTS_FILE).is_file():
+        return None
+    return write_model_card(model, folder, **saved_card_kwargs(folder))
+
+
+def drop_eval_results(folder: str | os.PathLike) -> list[str]:
+    """Remove ``hf-mtl eval`` results ([`EVAL_RESULTS_GLOB`]) a model folder holds from the model a new training run
+    replaces there: they describe other weights, and the card (and a push) would show them as this model's."""
+    import logging
+
+    removed = []
+    for path in sorted(Path(folder).glob(EVAL_RESULTS_GLOB)):
+        path.unlink()
+        removed.append(path.name)
+    if removed:
+        logging.getLogger(__name__).info("removed %s from %s: results of the model this run replaces",
+                                         ", ".join(removed), folder)
+    return removed
+
+
 def _copy_plots(source: Path, folder: Path, plots: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """Copy the ``plots`` of ``source`` into ``folder``; returns those that exist (a card never shows a missing one)."""
     import logging

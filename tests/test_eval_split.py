@@ -133,3 +133,19 @@ def test_built_in_data_splits(tmp_path, capsys):
     assert _results(tmp_path / "model", "validation")["data"]["split"] == "validation"
     assert run_main("eval", str(tmp_path / "model"), recipe, "--split", "test")[0] == 2
     assert "has the splits train and validation" in capsys.readouterr().err
+
+
+def test_retraining_into_the_folder_drops_eval_results_of_the_replaced_model(tmp_path):
+    """`hf-mtl eval` results describe the weights they evaluated: a new training run into the same folder removes them,
+    so neither its card nor a push presents them as the new model's."""
+    train, test = write_image_dataset(tmp_path / "train", 16), write_image_dataset(tmp_path / "test", 5, seed=3)
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_recipe(train, out, test_file=str(test)))
+    assert run_main("train", str(recipe))[0] == 0
+    code, log = run_main("eval", str(out), str(recipe), "--split", "test")
+    assert code == 0, log[-2000:]
+    assert (out / "eval_test_results.json").is_file() and "### Other evaluations" in (out / "README.md").read_text()
+    code, log = run_main("train", str(recipe))
+    assert code == 0, log[-2000:]
+    assert not (out / "eval_test_results.json").exists()
+    assert "### Other evaluations" not in (out / "README.md").read_text()

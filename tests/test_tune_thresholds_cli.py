@@ -53,6 +53,9 @@ def test_tune_thresholds_command_updates_the_config_and_predict_uses_it(template
     assert (model / "model.safetensors").read_bytes() == weights  # only config.json changed
     tuned = _thresholds(model)
     assert tuned != _thresholds(template_model["model"])
+    # the local card hf_mtl wrote is rendered again with the tuned thresholds (what `hf-mtl push` publishes)
+    assert f"card: {model / 'README.md'} (with the tuned thresholds)" in out
+    assert f"`defect` {tuned['defect'][0]:.4g}" in (model / "README.md").read_text()
 
     # recall 1 on the tuning rows: every present positive of `defect` scores at least its threshold
     validation = template_model["data"] / "validation"

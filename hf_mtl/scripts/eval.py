@@ -60,7 +60,7 @@ def write_results(path: str, run: EvalSetup, model: str, metrics: dict[str, floa
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Returns the ``eval_*`` metrics."""
     from ..chart import write_evaluation_plots  # the plots of the evaluated split, beside the model
-    from ..modelcard import CARD_INPUTS_FILE, display_path, saved_card_kwargs, write_model_card
+    from ..modelcard import display_path, refresh_saved_card
 
     args, overrides = parse_args(make_parser(), argv)
     run = setup(args, overrides)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     path = write_results(results_path(args.model, run.data.name), run, args.model, metrics, plots if local else None)
     print(f"\nresults: {path}", flush=True)
     print("plots: " + ", ".join(os.path.join(folder, plot) for _, plot in plots), flush=True)
-    if local and os.path.isfile(os.path.join(args.model, CARD_INPUTS_FILE)):  # the card hf_mtl wrote: add this run
-        card = write_model_card(run.model, args.model, **saved_card_kwargs(args.model))
+    card = refresh_saved_card(run.model, args.model) if local else None  # the card hf_mtl wrote: add this run
+    if card is not None:
         print(f"card: {card} (with this evaluation; `hf-mtl push` publishes the same)", flush=True)
     return metrics

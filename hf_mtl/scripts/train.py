@@ -25,7 +25,7 @@ from transformers import set_seed
 
 from ..chart import PLOTS_DIR
 from ..checkpointing import resolve_resume_checkpoint
-from ..modelcard import PER_LABEL_FILE, default_model_name
+from ..modelcard import PER_LABEL_FILE, default_model_name, drop_eval_results
 from .arguments import DataArguments, ModelArguments, RecipeError, RecipeParser, ScriptArguments, parse_recipe
 from .models import PACKAGED_BACKBONES, build_model, build_model_processor
 from .recipe_data import (
@@ -373,6 +373,8 @@ def run(
         metrics = tune_after_training(trainer, compute_metrics, script_args.tune_thresholds,
                                       script_args.threshold_target, where)
     # With push_to_hub the stock save_model would push now, before the final evaluation: the push below carries it.
+    if trainer.args.should_save:
+        drop_eval_results(training_args.output_dir)
     trainer.save_model(_internal_call=training_args.push_to_hub)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)

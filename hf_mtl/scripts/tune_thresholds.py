@@ -146,4 +146,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
         json.dump(record, handle, indent=2)
     print(f"\nthresholds saved in {os.path.join(os.path.abspath(folder), 'config.json')} "
           f"(table: {TUNING_FILE}); `hf-mtl push` renders the card with them", flush=True)
+    if args.save_to is None:
+        from ..modelcard import refresh_saved_card
+
+        card = refresh_saved_card(run.model, folder)
+        if card is not None:
+            print(f"card: {card} (with the tuned thresholds)", flush=True)
     return report["thresholds"]
