@@ -406,6 +406,10 @@ def scale(r: dict) -> list[str]:
         lines += ["", f"Peak RSS from 1x to 16x: streaming **{growth['streaming']:.2f}x**, map-style "
                   f"**{growth['map_style']:.2f}x**; throughput streaming / map-style "
                   f"{_ratio(res['throughput_ratio_streaming_to_map'])}.", ""]
+    previous = res.get("previous_parts", {})
+    for part, run in previous.items():
+        lines += [f"Part {'a/b' if part == 'ab' else part}'s figures come from the earlier run of {run['date']} "
+                  f"(`{run['command']}`).", ""]
     if "labels" in res:
         lines += [f"One multilabel task, `validate_labels` over {s['label_rows']} rows (5 positive names each) and the "
                   f"Trainer's `compute_metrics` (per-label metrics included) over {s['eval_rows']} rows, a fresh "

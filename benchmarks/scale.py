@@ -34,6 +34,12 @@ QUESTION = ("Streaming vs map-style recipe training as the data set grows (peak 
 REPO = Path(__file__).resolve().parent.parent
 SCALES = (1, 4, 16)
 LABEL_SIZES = (1_000, 10_000, 50_000)
+PART_KEYS = {"ab": ("scales", "rows", "data_mb", "runs", "rss_growth_1x_to_16x", "throughput_ratio_streaming_to_map",
+                    "throughput_ratios_per_scale"),
+             "d": ("label_sizes", "labels", "seconds_per_label")}
+PART_SETTINGS = {"ab": ("backbone", "image_size", "batch_size", "steps", "base_rows", "shards", "stored_image_size"),
+                 "d": ("label_rows", "eval_rows")}
+PART_TARGETS = {"ab": "streaming_", "d": "_time_per_label_"}
 TASKS = [{"name": "kind", "type": "multiclass", "labels": [f"c{i}" for i in range(10)]},
          {"name": "tags", "type": "multilabel", "labels": ["a", "b", "c", "d", "e"]}]
 
@@ -198,7 +204,30 @@ def main(argv: list[str] | None = None) -> dict:
             growth = per_label[key][LABEL_SIZES[-1]] / per_label[key][LABEL_SIZES[0]]
             targets.append(target(f"{key[:-2]}_time_per_label_50k_over_1k", growth, 2.0, "<=",
                                   f"{key[:-2]} seconds per label at 50k labels / at 1k (1 = linear, 50 = quadratic)"))
+    keep_previous_parts(args, parts, results, targets)
     return write_report(NAME, QUESTION, args, results, targets, plot=lambda path: plot(results, path), argv=argv)
+
+
+def keep_previous_parts(args, parts: set[str], results: dict, targets: list) -> None:
+    """Parts not run now keep their results, targets and settings from the report already in ``--output-dir``
+    (``--parts a,b`` does not erase part d); ``results["previous_parts"]`` says which run they come from."""
+    path = Path(args.output_dir) / f"{NAME}.json"
+    if not path.is_file():
+        return
+    previous = json.loads(path.read_text())
+    if previous["settings"].get("quick") != args.quick:
+        return  # a quick run does not mix with a full one
+    kept = [part for part in PART_KEYS if not set(part) & parts and PART_KEYS[part][0] in previous["results"]]
+    for part in kept:
+        results.update({key: previous["results"][key] for key in PART_KEYS[part] if key in previous["results"]})
+        targets.extend(t for t in previous["targets"] if PART_TARGETS[part] in t["name"])
+        for key in PART_SETTINGS[part]:
+            if key in previous["settings"]:
+                setattr(args, key, previous["settings"][key])
+    if kept:
+        earlier = previous["results"].get("previous_parts", {})
+        results["previous_parts"] = {part: earlier.get(part) or {"command": previous["command"], "date": previous["date"]}
+                                     for part in kept}
 
 
 def plot(results: dict, path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from hf_mtl.data import ROW_ID_COLUMN, TrainingStream, split_stream, stream_files
+from hf_mtl.data.streaming import shuffle_stream
 from hf_mtl.scripts import RecipeError
 from hf_mtl.scripts.train import main as train_main
 from tests.multiprocess import accelerate_launch, requires_accelerate
@@ -60,6 +61,41 @@ def test_two_shares_per_step_equal_one_stream_with_twice_the_batch(tmp_path, sha
     for step in range(len(whole) // (2 * b)):
         assert set(whole[2 * b * step: 2 * b * (step + 1)]) == set(
             shares[0][b * step: b * (step + 1)] + shares[1][b * step: b * (step + 1)])
+
+
+def test_shuffled_stream_reads_one_group_of_shards_at_a_time(tmp_path):
+    """datasets' shuffle would interleave up to 10 of the share's round-robin groups (every shard open at once, memory
+    growing with the number of shards); shuffle_stream keeps one group open, and a pass still yields every row once."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for s in range(32):
+        pq.write_table(pa.table({"x": [100 * s + i for i in range(8)]}), folder / f"part-{s:03d}.parquet")
+    share = split_stream(stream_files(sorted(folder.glob("*.parquet")), "parquet"), open_shards=4)
+    shuffled = shuffle_stream(share, seed=0, buffer_size=16)
+    rows = [r[ROW_ID_COLUMN] for r in shuffled]
+    assert sorted(rows) == sorted(r[ROW_ID_COLUMN] for r in share) and len(rows) == 256
+    assert len({r.split()[0] for r in rows[:8]}) <= 4  # the first half-buffer: rows of the first group's 4 shards
+    assert rows == [r[ROW_ID_COLUMN] for r in shuffle_stream(share, seed=0, buffer_size=16)]  # same seed, same order
+    assert rows != [r[ROW_ID_COLUMN] for r in shuffle_stream(share, seed=1, buffer_size=16)]
+
+
+def test_parquet_shard_of_one_large_row_group_is_read_in_bounded_memory(tmp_path):
+    """pyarrow writes one row group of up to 1Mi rows by default; reading a row group whole would hold the whole file:
+    the Arrow memory of reading a shard 4x as large stays the same."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    peaks = []
+    for rows in (1024, 4096):  # 4 MiB, 16 MiB
+        path = tmp_path / f"big{rows}.parquet"
+        pq.write_table(pa.table({"blob": [rng.bytes(4096) for _ in range(rows)]}), path)
+        assert pq.ParquetFile(path).metadata.num_row_groups == 1
+        start, peak, n = pa.total_allocated_bytes(), 0, 0
+        for _ in stream_files([path], "parquet"):
+            peak, n = max(peak, pa.total_allocated_bytes() - start), n + 1
+        assert n == rows
+        peaks.append(peak)
+    assert peaks[1] < 1.25 * peaks[0], peaks
 
 
 def test_first_rows_checked_naming_file_and_row(tmp_path):

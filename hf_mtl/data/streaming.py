@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 STREAM_KINDS = ("parquet", "json")
 READ_BATCH_ROWS = 64
 """Rows read from a file at once: memory holds this many rows per open shard, whatever the data set's size."""
+READ_BUFFER_BYTES = 1 << 20
+"""Bytes a Parquet shard is read by (buffered, not pre-buffered). pyarrow's default reads a whole row group's column
+chunks at once, and a file written with pyarrow's defaults is one row group of up to 1Mi rows: memory per open shard
+would grow with the file. Buffered reads hold about this many bytes of a column chunk per open shard instead."""
 
 
 def stream_files(
@@ -130,7 +134,8 @@ def _read_file(path: str, kind: str, path_columns: tuple[str, ...], batch_rows: 
 
     index = 0
     if kind == "parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+        for batch in reader.iter_batches(batch_size=batch_rows):
             for row in batch.to_pylist():
                 yield finish(row, index)
                 index += 1
@@ -189,6 +194,23 @@ def _round_robin(dataset: Any, open_shards: int) -> Any:
         groups.append(parts[0] if len(parts) == 1 else
                       datasets.interleave_datasets(parts, stopping_strategy="all_exhausted_without_replacement"))
     return groups[0] if len(groups) == 1 else datasets.concatenate_datasets(groups)
+
+
+def shuffle_stream(dataset: Any, seed: int, buffer_size: int) -> Any:
+    """``dataset`` (a [`split_stream`] share) shuffled with a buffer of ``buffer_size`` rows and a seed, its shards
+    still read ``OPEN_SHARDS`` at a time.
+
+    Recent ``datasets`` (5.x) shuffles by also interleaving up to ``max_buffer_input_shards`` (10) of the stream's shards at
+    once; a share of more than ``OPEN_SHARDS`` shards is a concatenation of round-robin groups, so it would open up to
+    10 groups at once (128 shards: every shard open, one reader thread each, peak memory growing with the number of
+    shards). The groups' round robin already mixes shards; the shuffle here reads one group at a time (group order and
+    buffer still shuffled by ``seed``).
+    """
+    import inspect
+
+    extra = {"max_buffer_input_shards": 1} if "max_buffer_input_shards" in inspect.signature(dataset.shuffle).parameters \
+        else {}
+    return dataset.shuffle(seed=seed, buffer_size=buffer_size, **extra)
 
 
 class TrainingStream(torch.utils.data.IterableDataset):

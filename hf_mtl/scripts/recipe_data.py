@@ -440,7 +440,7 @@ def load_stream_datasets(data_args: DataArguments, seed: int, rank: int = 0, wor
 
     from ..data import ROW_ID_COLUMN, TrainingStream, mix_datasets, split_stream
     from ..data.hub_stream import is_hub_dataset_id, stream_hub_dataset
-    from ..data.streaming import data_files, describe_files, stream_files, stream_imagefolder
+    from ..data.streaming import data_files, describe_files, shuffle_stream, stream_files, stream_imagefolder
 
     kind = data_args.dataset
     path_columns = [data_args.input_column] if data_args.input_column else list(DEFAULT_INPUT_COLUMNS)
@@ -487,7 +487,7 @@ def load_stream_datasets(data_args: DataArguments, seed: int, rank: int = 0, wor
     for name, stream in sources.items():
         stream = split_stream(stream, rank, world_size)
         if data_args.shuffle_buffer_size:
-            stream = stream.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
+            stream = shuffle_stream(stream, seed, data_args.shuffle_buffer_size)
         shares[name] = stream
     if len(shares) > 1:
         probabilities = _mix_probabilities(data_args, sources)
