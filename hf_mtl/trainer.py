@@ -378,7 +378,9 @@ class MultiTaskTrainer(Trainer):
 
     def _standardize_targets(self) -> None:
         """Regression targets get their training mean / std once, before training (see
-        `hf_mtl.data.standardize_regression_targets`); a spec that already has them (a saved model) keeps them."""
+        `hf_mtl.data.standardize_regression_targets`); a spec that already has them (a saved model) keeps them. A
+        stream has no end to read: they are estimated from the rows validated before step 1 (the first
+        ``validate_stream_rows`` of each process's share, gathered), and the log says so."""
         import datasets
 
         from .data import standardize_regression_targets
@@ -386,11 +388,27 @@ class MultiTaskTrainer(Trainer):
         dataset, collator = self.train_dataset, self.data_collator
         if not self.args.standardize_targets or self.model is None or not isinstance(collator, MultiTaskDataCollator):
             return
+        from .data import TrainingStream
+
+        estimated_from = None
+        if isinstance(dataset, TrainingStream):  # the rows validated before step 1, of every process: one estimate
+            columns = sorted({*(collator.label_columns.get(s.name, s.name) for s in collator.tasks),
+                              *collator.known_label_columns.values()})
+            dataset = dataset.head_rows(columns, self.args.validate_stream_rows)
+            if self.args.world_size > 1:
+                from accelerate.utils import gather_object
+
+                dataset = gather_object(dataset)  # in rank order: every process computes the same statistics
+            estimated_from = len(dataset)
         if not isinstance(dataset, (datasets.Dataset, list)):
             return
         model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # PEFT
-        standardize_regression_targets(model, dataset, collator.label_columns, collator.known_label_columns,
-                                       tasks=self.args.trainable_tasks)
+        found = standardize_regression_targets(model, dataset, collator.label_columns, collator.known_label_columns,
+                                               tasks=self.args.trainable_tasks)
+        if found and estimated_from is not None:
+            logger.info("streaming: regression target statistics of %s estimated from %d rows (the first "
+                        "`validate_stream_rows` = %d of each process's stream), not the whole stream", sorted(found),
+                        estimated_from, self.args.validate_stream_rows)
 
     def _validate_metric_for_best_model(self) -> None:
         """A ``metric_for_best_model`` typo would fail at the first evaluation, after training work: check it now

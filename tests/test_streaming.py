@@ -109,6 +109,22 @@ def test_first_rows_checked_naming_file_and_row(tmp_path):
         _run(recipe)
 
 
+def test_regression_targets_standardised_from_the_rows_validated_before_step_1(tmp_path, caplog):
+    folder = write_parquet_shards(tmp_path / "d", 24, shards=2)
+    recipe = tiny_recipe(folder, tmp_path / "out", dataset="parquet", streaming=True, shuffle_buffer_size=0,
+                         validate_stream_rows=10, max_steps=1)
+    with caplog.at_level("INFO", logger="hf_mtl.trainer"):
+        _run(recipe)
+    first = [r["score"] for r in split_stream(stream_files(sorted(folder.glob("*.parquet")), "parquet"))][:10]
+    present = torch.tensor([v for v in first if v is not None], dtype=torch.float64)
+    assert 2 <= len(present) < 10  # some of the first rows lack the target
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    score = next(t for t in config["tasks"] if t["name"] == "score")
+    assert score["target_mean"] == pytest.approx([float(present.mean())], abs=1e-9)
+    assert score["target_std"] == pytest.approx([float(present.std(unbiased=False))], abs=1e-9)
+    assert "['score'] estimated from 10 rows" in caplog.text
+
+
 def _run(recipe, *overrides: str, callbacks=None):
     from hf_mtl.scripts.arguments import parse_recipe
     from hf_mtl.scripts.train import run

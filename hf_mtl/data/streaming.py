@@ -362,6 +362,14 @@ class TrainingStream(torch.utils.data.IterableDataset):
         for spec in specs:
             counts[spec.name] += int(spec.task_type.count_present(encoded[spec.name]))
 
+    def head_rows(self, columns: Sequence[str], max_rows: int | None = None) -> list[dict[str, Any]]:
+        """The first ``max_rows`` (default ``validate_rows``) raw rows of pass 0, the rows ``check`` validates, reduced
+        to ``columns``: what statistics estimated before step 1 read (regression targets' mean / std)."""
+        import itertools
+
+        limit = self.validate_rows if max_rows is None else max_rows
+        return [{column: row.get(column) for column in columns} for row in itertools.islice(self.raw_rows(0), limit)]
+
     def fingerprint(self) -> str:
         """What decides the rows' content: the description (files with sizes and times) and the preprocessing."""
         from datasets.fingerprint import Hasher
