@@ -394,6 +394,13 @@ def scale(r: dict) -> list[str]:
                   f"{s['batch_size']}, {s['steps']} steps at every size, one torch thread, one fresh process per run; "
                   "the map-style run loads with `load_dataset` and checks every row, the streaming run its first "
                   "rows. The machine was shared with other jobs (wall-clock ratios are from runs of the same pass).",
+                  "", f"Shards of {s['base_rows'] // s['shards']} rows (one row group each), {s['shards']} at 1x and "
+                  "proportionally more at 4x / 16x. The stream reads `OPEN_SHARDS` shards at a time round-robin and its "
+                  "shuffle buffer fills from that group (`hf_mtl.data.streaming.shuffle_stream`): `datasets` 5's "
+                  "`IterableDataset.shuffle` by default interleaves up to 10 of those groups, i.e. every shard of the "
+                  "16x set open at once, each with a reader thread and a read batch in memory, which made peak memory "
+                  "grow with the number of shards. Parquet files are read by buffered 1 MiB reads, not a row group at "
+                  "a time, so a file written as one large row group (pyarrow's default) does not grow it either.",
                   "", "| rows | data (MiB) | streaming peak RSS (MiB) | map-style peak RSS (MiB) | streaming samples/s | "
                   "map-style samples/s | ratio |", "|---|---|---|---|---|---|---|"]
         for scale_ in res["scales"]:
@@ -403,9 +410,12 @@ def scale(r: dict) -> list[str]:
                          f"{mp['peak_rss_mb']:.0f} | {st['train_samples_per_second']:.1f} | "
                          f"{mp['train_samples_per_second']:.1f} | {res['throughput_ratios_per_scale'][key]:.3f} |")
         growth = res["rss_growth_1x_to_16x"]
+        cpu = res.get("throughput_cpu_ratio_streaming_to_map")
         lines += ["", f"Peak RSS from 1x to 16x: streaming **{growth['streaming']:.2f}x**, map-style "
                   f"**{growth['map_style']:.2f}x**; throughput streaming / map-style "
-                  f"{_ratio(res['throughput_ratio_streaming_to_map'])}.", ""]
+                  f"{_ratio(res['throughput_ratio_streaming_to_map'])}"
+                  + (f" on the wall clock, {_ratio(cpu)} on the CPU clock (samples per CPU second of `trainer.train`, "
+                     f"median of {s.get('repeats', 1)} pairs of runs per size)" if cpu else "") + ".", ""]
     previous = res.get("previous_parts", {})
     for part, run in previous.items():
         lines += [f"Part {'a/b' if part == 'ab' else part}'s figures come from the earlier run of {run['date']} "
