@@ -165,7 +165,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "Regression tasks without target statistics get the mean / std / median of their present "
                   "training values stored in their spec; the loss works on standardised targets, predictions and "
-                  "metrics stay in the original units. False keeps raw-scale targets."},
+                  "metrics stay in the original units. False keeps raw-scale targets. A stream's statistics are "
+                  "estimated from its first `validate_stream_rows` rows (of each process), as logged."},
     )
     task_balancing: TaskBalancing = field(
         default="static",
