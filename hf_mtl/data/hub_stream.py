@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .collator import ROW_ID_COLUMN
-
-READ_BATCH_ROWS = 64
-"""Rows read from a file at once (one range request covers at least a column chunk of them)."""
+from .streaming import READ_BATCH_ROWS, parquet_rows
 
 
 def is_hub_dataset_id(name: str | None) -> bool:
@@ -67,16 +65,12 @@ def stream_hub_dataset(repo_id: str, split: str = "train", read_batch_rows: int 
 
 
 def _read_hub_shards(shards: list[str], batch_rows: int) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
     from huggingface_hub import HfFileSystem
 
     fs = HfFileSystem()
     for url in shards:
         name = url.rsplit("/", 1)[-1]
-        with fs.open(url, "rb") as handle:
-            index = 0
-            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows):
-                for row in batch.to_pylist():
-                    row[ROW_ID_COLUMN] = f"{name} row {index}"
-                    yield row
-                    index += 1
+        with fs.open(url, "rb") as handle:  # bounded reads as a local shard's: range requests of about a buffer each
+            for index, row in enumerate(parquet_rows(handle, batch_rows)):
+                row[ROW_ID_COLUMN] = f"{name} row {index}"
+                yield row

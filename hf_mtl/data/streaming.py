@@ -113,6 +113,17 @@ def _file_features(path: str, kind: str) -> Any:
     return datasets.Features.from_arrow_schema(schema)
 
 
+def parquet_rows(source: Any, batch_rows: int = READ_BATCH_ROWS) -> Iterator[dict[str, Any]]:
+    """The rows of a Parquet file (a path, or an open binary file such as a Hub file read by range requests), read
+    ``batch_rows`` at a time with buffered, not pre-buffered, reads ([`READ_BUFFER_BYTES`]): memory stays bounded
+    whatever the file's row groups."""
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(source, pre_buffer=False, buffer_size=READ_BUFFER_BYTES).iter_batches(
+            batch_size=batch_rows):
+        yield from batch.to_pylist()
+
+
 def _read_shards(shards: list[str], kind: str, path_columns: tuple[str, ...], batch_rows: int
                  ) -> Iterator[dict[str, Any]]:
     for path in shards:
@@ -120,8 +131,6 @@ def _read_shards(shards: list[str], kind: str, path_columns: tuple[str, ...], ba
 
 
 def _read_file(path: str, kind: str, path_columns: tuple[str, ...], batch_rows: int) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
     name, base = os.path.basename(path), os.path.dirname(path)
 
     def finish(row: dict[str, Any], index: int) -> dict[str, Any]:
@@ -134,11 +143,8 @@ def _read_file(path: str, kind: str, path_columns: tuple[str, ...], batch_rows: 
 
     index = 0
     if kind == "parquet":
-        reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
-        for batch in reader.iter_batches(batch_size=batch_rows):
-            for row in batch.to_pylist():
-                yield finish(row, index)
-                index += 1
+        for index, row in enumerate(parquet_rows(path, batch_rows)):
+            yield finish(row, index)
         return
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
