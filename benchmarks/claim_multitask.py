@@ -19,6 +19,12 @@ held out, and each model ends as its fine-tuned weights only when they are at le
 the held-out grids on every task's main metric (``final_model: best_stage``, ``compare_stages``), else as its
 heads-only stage. Scores on fully labelled test grids (``hf_mtl.metrics``): macro ROC-AUC, accuracy, MAE; the JSON
 also holds every model's heads-only and unselected fine-tuned test scores and which stage it kept.
+
+Issue 19's check of ``hf-mtl advise``: each seed also measures the task affinity advise reports
+(``hf_mtl.advise.feature_task_affinity`` on the training grids' frozen features, as advise runs it); the grouping
+suggested from the matrix averaged over seeds is compared, task by task, with whether the multi-task model measured at
+least as good as the separate model on the same budget (a task grouped with others predicts "joint helps", a task
+alone predicts "separate is better").
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     scores = {stage: {s: {t["name"]: [] for t in TASKS} for s in setups} for stage in STAGES}
     kept = {s: [] for s in setups}
     seconds = {s: [] for s in setups}
+    affinities: list[dict] = []
 
     def report(seeds_done: int) -> dict:
         """The JSON and plot of the seeds done so far (a long run leaves partial results)."""
@@ -104,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
             "optimizer_steps": {**{setup: budget for setup in setups if setup.startswith("multi_task")},
                                 "separate_same_budget": max(1, budget // len(TASKS)) * len(TASKS),
                                 "separate_3x_budget": budget * len(TASKS) if args.with_3x_budget else None},
+            "affinity": affinity_agreement(affinities, scores["selected"]) if affinities else None,
         }
 
         def plot(path: Path) -> None:
@@ -145,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
         fit_labels = {n: v[fit] for n, v in train_labels.items()}
         val_labels = {n: v[val] for n, v in train_labels.items()}
         train_features = frozen_features(pretrained, train_pixels)
+        affinities.append(measure_affinity(train_features[fit], fit_labels, seed))
         data = {
             "fit": rows("pixel_values", train_pixels[fit], fit_labels),
             "val": rows("pixel_values", train_pixels[val], val_labels),
@@ -202,6 +211,41 @@ def main(argv: list[str] | None = None) -> dict:
 
         report(seed - args.seed + 1)
     return report(args.seeds)
+
+
+def measure_affinity(features, labels: dict[str, list], seed: int) -> dict:
+    """The task affinity ``hf-mtl advise`` reports, on these training grids' frozen features."""
+    from hf_mtl.advise import feature_task_affinity
+    from hf_mtl.data import encode_labels
+    from hf_mtl.tasks import TaskSpec
+
+    specs = [TaskSpec.from_dict(t) for t in TASKS]
+    names = [s.name for s in specs]
+    encoded = encode_labels(specs, [dict(zip(names, values)) for values in zip(*(labels[n] for n in names))])
+    return {"seed": seed, **feature_task_affinity(features, encoded, specs, seed=seed).to_dict()}
+
+
+def affinity_agreement(affinities: list[dict], selected: dict) -> dict:
+    """The grouping suggested from the seeds' mean affinity matrix vs the measured multi-task vs separate result."""
+    import numpy as np
+
+    from hf_mtl.advise import suggest_grouping
+
+    tasks = affinities[0]["tasks"]
+    matrix = np.mean([a["matrix"] for a in affinities], axis=0)
+    groups, _ = suggest_grouping(matrix, tasks)
+    per_task = {}
+    for task in tasks:
+        sign = 1 if METRICS[task][2] == "higher" else -1
+        joint = sum(selected["multi_task"][task]) / len(selected["multi_task"][task])
+        alone = sum(selected["separate_same_budget"][task]) / len(selected["separate_same_budget"][task])
+        predicted = any(task in g and len(g) > 1 for g in groups)
+        measured = sign * (joint - alone) >= 0
+        per_task[task] = {"predicted_joint_helps": predicted, "measured_joint_at_least_as_good": measured,
+                          "agree": predicted == measured}
+    return {"mean_matrix": matrix.round(6).tolist(), "tasks": tasks, "suggested_groups": groups,
+            "per_seed_groups": [a["groups"] for a in affinities], "per_seed": affinities, "per_task": per_task,
+            "agreeing_tasks": sum(v["agree"] for v in per_task.values())}
 
 
 def evaluate(model, eval_rows) -> dict:

@@ -224,6 +224,23 @@ def claim_multitask(r: dict) -> list[str]:
             kept = res["kept"][setup]
             lines.append(f"| {setup} | " + " | ".join(f"{heads[t]['mean']:.3f} / {tuned[t]['mean']:.3f}" for t in tasks)
                          + f" | {'; '.join(kept)} |")
+    affinity = res.get("affinity")
+    if affinity:
+        names = affinity["tasks"]
+        lines += ["", "**`hf-mtl advise`'s task affinity on the same grids** (lookahead affinity on the training grids' "
+                  "frozen features, as advise measures it; row: the task stepped on, column: the task whose loss "
+                  "changed; mean over seeds):", "",
+                  "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [f"| {a} | " + " | ".join(f"{v:+.4f}" for v in row) + " |"
+                  for a, row in zip(names, affinity["mean_matrix"])]
+        groups = " + ".join("{" + ", ".join(g) + "}" for g in affinity["suggested_groups"])
+        rows = "; ".join(f"{t}: advise {'joint' if v['predicted_joint_helps'] else 'separate'}, measured "
+                         f"{'joint' if v['measured_joint_at_least_as_good'] else 'separate'} better"
+                         for t, v in affinity["per_task"].items())
+        lines += ["", f"Suggested grouping {groups} (per seed: "
+                  f"{'; '.join(' + '.join('{' + ', '.join(g) + '}' for g in gs) for gs in affinity['per_seed_groups'])}"
+                  f"). Against the measured multi-task vs separate (same budget) result it agrees on "
+                  f"{affinity['agreeing_tasks']} of {len(names)} tasks: {rows}."]
     return lines
 
 
