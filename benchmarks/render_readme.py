@@ -294,8 +294,12 @@ def advise(r: dict) -> list[str]:
     lines = []
     for kind, res in r["results"].items():
         tau = res["kendall_tau_separated_pairs"]
-        lines += [f"**{kind}** (`{res['recipe']}`, tasks {', '.join(res['tasks'])}, {res['num_train']} training rows; "
-                  f"run `{res.get('run', {}).get('command', r['command'])}`):", "",
+        command = res.get("run", {}).get("command", r["command"])
+        protocol = ("the recipe's own stages and settings (heads-only stage, fine-tuning, best stage kept)"
+                    if "advise_samples" in res else "fresh heads and the whole backbone together, no heads-only stage")
+        lines += [f"**{kind}** (`{res['recipe']}`, tasks {', '.join(res['tasks'])}; LogME on the first "
+                  f"{res.get('advise_samples', res['num_train'])} training rows, fine-tuning on {res['num_train']} "
+                  f"with {protocol}; run `{command}`):", "",
                   "| candidate | mean LogME | fine-tuned score (mean ± sd) | LogME s | fine-tune s per run |",
                   "|---|---:|---:|---:|---:|"]
         for name, c in sorted(res["candidates"].items(), key=lambda kv: -kv[1]["mean_logme"]):
