@@ -179,7 +179,7 @@ def _card_plots(text: str) -> set[str]:
 
 @pytest.mark.slow
 def test_push_publishes_the_card_the_run_wrote_and_the_eval_results(image_run: Path, local_hub, tmp_path: Path,
-                                                                     capsys) -> None:
+                                                                     capsys, monkeypatch) -> None:
     """`hf-mtl push` of a trained folder uploads the same README.md as the local one (but the usage snippet's repo id):
     recipe of both stages, the evaluated data, every plot (uploaded); after `hf-mtl eval` both the local and the pushed
     card carry that evaluation and its plots; a folder without `card_inputs.json` (an older version) still pushes."""
@@ -217,6 +217,15 @@ def test_push_publishes_the_card_the_run_wrote_and_the_eval_results(image_run: P
     pushed = _pushed(local_hub, repo_id, "README.md", tmp_path)
     assert pushed == local.replace('"path/to/model"', f'"{repo_id}"')
     assert {f"plots/validation_{t['name']}.png" for t in TASKS} <= set(api.list_repo_files(repo_id))
+
+    # `hf-mtl eval` of the Hub id: results and plots beside each other in the current directory
+    work = tmp_path / "eval_by_id"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    evaluate([repo_id, str(recipe)])
+    result = json.loads((work / "eval_validation_results.json").read_text())
+    assert result["plots"] and all((work / plot).is_file() for _, plot in result["plots"])
+    assert f"plots: {work / 'plots'}" in capsys.readouterr().out
 
     # an older folder (no card_inputs.json): today's card from eval_results.json and per_label_metrics.json
     (folder / "card_inputs.json").unlink()

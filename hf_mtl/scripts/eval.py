@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     chance = label_prevalence(run.data.dataset, specs, run.data_args.label_columns)
     print(f"\n== evaluation ({run.data.name}, present labels only) ==\n"
           + format_metrics(metrics, specs, run.compute_metrics.last.per_label, chance), flush=True)
-    folder = args.model if local else run.trainer.args.output_dir
+    path = results_path(args.model, run.data.name)
+    folder = os.path.dirname(path)  # the plots go beside the results: the model folder, or for a Hub id the cwd
     plots = write_evaluation_plots(specs, run.compute_metrics.last, args.model, folder, split=run.data.name,
                                    what=run.data.header(display_path))  # no local path in a plot a card may show
-    path = write_results(results_path(args.model, run.data.name), run, args.model, metrics, plots if local else None)
+    path = write_results(path, run, args.model, metrics, plots)
     print(f"\nresults: {path}", flush=True)
     print("plots: " + ", ".join(os.path.join(folder, plot) for _, plot in plots), flush=True)
     card = refresh_saved_card(run.model, args.model) if local else None  # the card hf_mtl wrote: add this run
