@@ -25,7 +25,7 @@ from transformers import set_seed
 
 from ..chart import PLOTS_DIR
 from ..checkpointing import resolve_resume_checkpoint
-from ..modelcard import PER_LABEL_FILE, default_model_name, drop_eval_results
+from ..modelcard import default_model_name, drop_eval_results
 from .arguments import DataArguments, ModelArguments, RecipeError, RecipeParser, ScriptArguments, parse_recipe
 from .models import PACKAGED_BACKBONES, build_model, build_model_processor
 from .recipe_data import (
@@ -392,9 +392,6 @@ def run(
         trainer.save_metrics("eval", metrics)
         per_label = compute_metrics.last.per_label
         card["eval_split"], card["eval_data"] = describe_eval_data(data_args, len(eval_raw), training_args.seed)
-        if trainer.args.should_save:
-            with open(os.path.join(training_args.output_dir, PER_LABEL_FILE), "w", encoding="utf-8") as handle:
-                json.dump(per_label, handle, indent=2)
         if trainer.is_world_process_zero():
             chance = label_prevalence(eval_raw, specs, data_args.label_columns)
             report = format_metrics(metrics, specs, per_label if script_args.show_per_label else None, chance)
