@@ -29,12 +29,12 @@ except (ImportError, FileNotFoundError):
 needs_data = pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="Fashion-MNIST (Debian dataset-fashion-mnist) missing")
 
 
-def check_report(report: dict, path: Path, name: str, png: bool = True) -> dict:
+def check_report(report: dict, path: Path, name: str, png: bool = True, script: str | None = None) -> dict:
     on_disk = json.loads((path / f"{name}.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert tuple(on_disk) == SCHEMA_KEYS
     assert on_disk["benchmark"] == name
-    assert on_disk["command"].startswith(f"python benchmarks/{name}.py")
+    assert on_disk["command"].startswith(f"python benchmarks/{script or name}.py")
     assert on_disk["machine"]["cpu_count"] >= 1 and on_disk["machine"]["torch"]
     assert on_disk["settings"]["quick"] is True
     for t in on_disk["targets"]:
@@ -194,6 +194,25 @@ def test_claim_multitask(tmp_path):
     for by_task in results["scores"].values():
         assert set(by_task) == {"present", "top_left", "num_classes"}
     assert results["optimizer_steps"] == {"multi_task": 3, "separate_same_budget": 3, "separate_3x_budget": None}
+    affinity = results["affinity"]  # advise's task affinity beside the measured joint-vs-separate result
+    assert affinity["tasks"] == ["present", "top_left", "num_classes"] and len(affinity["per_seed"]) == 1
+    assert sorted(t for g in affinity["suggested_groups"] for t in g) == sorted(affinity["tasks"])
+    assert affinity["agreeing_tasks"] == sum(v["agree"] for v in affinity["per_task"].values())
+
+
+def test_recipe_run(tmp_path):
+    """A recipe as a user runs it: the stage table, final metrics and the printed blocks the README quotes."""
+    from benchmarks import recipe_run as bench
+    from tests.recipe_helpers import tiny_recipe, write_image_dataset, write_recipe
+
+    data = write_image_dataset(tmp_path / "data", 16)
+    recipe = write_recipe(tmp_path / "tiny.yaml", tiny_recipe(data, tmp_path / "unused", heads_only_epochs=1,
+                                                              max_steps=2))
+    report = bench.main(["--quick", str(recipe), "learning_rate=0.02", "--output-dir", str(tmp_path / "out")])
+    results = check_report(report, tmp_path / "out", "recipe_tiny", png=False, script="recipe_run")
+    assert results["stage_selection"]["kept"] in ("fine-tuned", "heads-only")
+    assert results["printed"][0] == "== after the heads-only stage ==" and "eval_main_score" in results["eval_results"]
+    assert any(line.startswith("== evaluation") for line in results["printed"]) and results["wall_seconds"] > 0
 
 
 @needs_data
@@ -204,7 +223,7 @@ def test_advise(tmp_path):
                          str(tmp_path)])
     results = check_report(report, tmp_path, "advise")
     image = results["image"]
-    assert len(image["candidates"]) == 2 and image["num_train"] == 24
+    assert len(image["candidates"]) == 2 and image["num_train"] == image["advise_samples"] == 24
     for c in image["candidates"].values():
         assert c["fine_tuned"]["n"] == 2 and 0.0 <= c["fine_tuned"]["mean"] <= 1.0 and c["advise_seconds"] > 0
         assert set(c["logme"]) == {"present"}
