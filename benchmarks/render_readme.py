@@ -308,7 +308,9 @@ def advise(r: dict) -> list[str]:
         lines += ["", f"Kendall tau {'n/a' if tau is None else f'{tau:.2f}'} over the {len(res['separated_pairs'])} "
                   f"pairs separated by more than their summed seed sd, {res['kendall_tau_all_pairs']:.2f} over all "
                   f"pairs; LogME of all candidates took {res['advise_seconds']:.0f} s = "
-                  f"{100 * res['advise_time_share']:.1f}% of their fine-tuning ({res['fine_tune_seconds']:.0f} s).", ""]
+                  f"{100 * res['advise_time_share']:.1f}% of their fine-tuning ({res['fine_tune_seconds']:.0f} s)"
+                  + (f"; on the CPU clock {res['advise_cpu_seconds']:.0f} s = {100 * res['advise_cpu_time_share']:.1f}%"
+                     f" of {res['fine_tune_cpu_seconds']:.0f} s." if "advise_cpu_time_share" in res else "."), ""]
     return lines
 
 
@@ -558,7 +560,8 @@ def headline(name: str, r: dict) -> str:
         return "; ".join(
             f"{kind}: Kendall tau {'n/a' if res['kendall_tau_separated_pairs'] is None else format(res['kendall_tau_separated_pairs'], '.2f')} "
             f"(separated pairs), {res['kendall_tau_all_pairs']:.2f} (all); advise = {100 * res['advise_time_share']:.1f}% "
-            "of the fine-tuning time" for kind, res in res.items())
+            "of the fine-tuning time" + (f" ({100 * res['advise_cpu_time_share']:.1f}% on the CPU clock)"
+                                         if "advise_cpu_time_share" in res else "") for kind, res in res.items())
     if name == "onnx_export":
         speed = {kind: x["batch_seconds_vs_pytorch"]["variants"]["onnxruntime"]["ratio_to_baseline"]["median"]
                  for kind, x in res.items()}
