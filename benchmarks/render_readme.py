@@ -603,6 +603,33 @@ def _replace_between(path: Path, start: str, end: str, body: str) -> None:
     print(f"wrote {path}")
 
 
+RECIPE_MARKERS = "<!-- recipe:{name}:start -->", "<!-- recipe:{name}:end -->"
+"""Around a shipped recipe's output in the project README: the blocks `recipe_run.py` kept from the run."""
+
+
+def recipe_output(report: dict) -> str:
+    """A recipe run's printed evaluation blocks (``results/recipe_<name>.json``) as the README's code block."""
+    res = report["results"]
+    return (f"Output of `hf-mtl train {res['recipe']}{''.join(' ' + o for o in res['overrides'])}` "
+            f"({report['date'][:10]}, `benchmarks/recipe_run.py`, {res['wall_seconds'] / 60:.1f} min wall clock on "
+            f"{report['machine']['cpu_count']} CPU cores with a load average of "
+            f"{report['machine']['load_average'][0]:.0f} at the end; the run's files are in `{report['_path']}`):"
+            "\n\n```\n" + "\n".join(res["printed"]) + "\n```\n")
+
+
+def render_recipe_outputs(results_dir: Path, readme: Path) -> None:
+    """Every ``<!-- recipe:<name>:start -->`` region of ``readme`` from ``results/recipe_<name>.json``."""
+    text = readme.read_text()
+    for path in sorted(results_dir.glob("recipe_*.json")):
+        name = path.stem[len("recipe_"):]
+        start, end = (m.format(name=name) for m in RECIPE_MARKERS)
+        if start in text:
+            report = json.loads(path.read_text())
+            report["_path"] = f"benchmarks/results/{path.name}"
+            _replace_between(readme, start, end, recipe_output(report))
+            text = readme.read_text()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results-dir", default=str(HERE / "results"))
@@ -614,6 +641,7 @@ def main(argv: list[str] | None = None) -> None:
     _replace_between(Path(args.readme), START, END, render(results_dir))
     if args.top_readme:
         _replace_between(Path(args.top_readme), SUMMARY_START, SUMMARY_END, summary(results_dir))
+        render_recipe_outputs(results_dir, Path(args.top_readme))
 
 
 if __name__ == "__main__":
