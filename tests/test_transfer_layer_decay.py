@@ -155,3 +155,25 @@ def test_default_layer_decay_is_off_without_batchnorm(tmp_path):
     rows = [{"input_ids": [1, 2, 3], **{spec.name: None for spec in model.task_specs}}]
     trainer = MultiTaskTrainer(model=model, args=args, train_dataset=rows)
     assert trainer.layer_decay is None
+
+
+def test_default_layer_decay_survives_an_earlier_stage_on_the_same_model(tmp_path):
+    """The recipe's two stages (and `auto`'s trials) train one model object: the heads-only stage already keeps the
+    pretrained BatchNorm statistics, and the fine-tuning stage after it must still get the default layer decay (it
+    once saw no newly kept layer and trained at one LR: 5f's worst variant)."""
+    model = timm_model()
+    _pretrained_statistics(model)
+
+    def stage(**settings) -> MultiTaskTrainer:
+        args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, save_strategy="no",
+                                          learning_rate=LR, max_steps=1, per_device_train_batch_size=4,
+                                          disable_tqdm=True, logging_strategy="no", **settings)
+        trainer = MultiTaskTrainer(model=model, args=args, train_dataset=synthetic_dataset(8))
+        trainer.train()
+        return trainer
+
+    assert stage(freeze_policy="heads").layer_decay is None
+    for policy in ("top_n", "full"):  # an auto trial, then the main stage, on the same model
+        tuned = stage(freeze_policy=policy, freeze_top_n=1)
+        assert tuned.layer_decay == DEFAULT_LAYER_DECAY
+        assert len({g["initial_lr"] for g in tuned.optimizer.param_groups}) > 1

@@ -206,9 +206,11 @@ def freeze_norm_statistics(model: nn.Module, estimated_only: bool = False) -> li
     base = unwrap_multitask_model(model)
     hooked = []
     for name, module in base.backbone.named_modules():
-        if not isinstance(module, _BatchNorm) or _NORM_HOOK in module.__dict__:
+        if not isinstance(module, _BatchNorm):
             continue
-        if not estimated_only or has_estimated_statistics(module):
+        if _NORM_HOOK in module.__dict__:  # hooked by an earlier stage (e.g. heads-only): still kept, so listed
+            hooked.append(f"backbone.{name}")
+        elif not estimated_only or has_estimated_statistics(module):
             module.__dict__[_NORM_HOOK] = module.register_forward_pre_hook(_to_eval)
             hooked.append(f"backbone.{name}")
     return hooked
