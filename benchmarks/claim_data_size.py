@@ -69,6 +69,9 @@ def parse(argv: list[str] | None):
     parser.add_argument("--auto-trial-steps", type=int, default=50, help="auto's trial length (the recipe's).")
     parser.add_argument("--seeds-in-parallel", action="store_true", help="One process per seed, merged at the end.")
     parser.add_argument("--merge", nargs="+", default=None, help="Per-seed JSONs to merge (no training).")
+    parser.add_argument("--reuse-fixed", default=None,
+                        help="A folder of per-seed runs (seed<k>/claim_data_size.json): their fixed-policy and scratch "
+                             "scores are reused and only `auto` is measured again (after a change to auto alone).")
     args = parser.parse_args(argv)
     args.sizes = args.sizes or ([16, 32] if args.quick else [300, 1000, 3000])
     args.num_eval = args.num_eval or (32 if args.quick else 300)
@@ -193,8 +196,24 @@ def run_seed(args, seed: int, raw: dict, on_size_done) -> None:
             fresh.load_state_dict(start, strict=False)
         return fresh
 
+    reused = None
+    if args.reuse_fixed:
+        reused = json.loads((Path(args.reuse_fixed) / f"seed{seed}" / f"{NAME}.json").read_text())["results"]["raw"]
     for n in args.sizes:
         labels = {"present": train_all["present"][:n]}  # nested subsets: a bigger set holds the smaller ones
+        if reused is not None:
+            runs = {c: {"metrics": {METRIC: reused["scores"][c][str(n)][0]},
+                        "train_seconds": reused["train_seconds"][c][str(n)][0]} for c in ("heads", *FIXED[1:], "scratch")}
+            decision = measured_auto(model(imagenet), pixels_all[:n], features_all[:n], labels, args, seed)
+            decision["seed"] = seed
+            runs["auto"] = runs[decision["policy"]]
+            raw["auto_tables"][str(n)].append(decision)
+            for curve, run in runs.items():
+                raw["scores"][curve][str(n)].append(run["metrics"][METRIC])
+                raw["train_seconds"][curve][str(n)].append(run["train_seconds"])
+            print(f"seed {seed} n {n}: auto picked {decision['policy']} (fixed policies reused)", flush=True)
+            on_size_done()
+            continue
         heads_model = model(imagenet)
         heads_run = fit_and_evaluate(heads_model, rows("features", features_all[:n], labels), eval_features,
                                      freeze_policy="heads", epochs=args.heads_epochs, min_steps=args.min_steps,
