@@ -104,6 +104,9 @@ def test_a_key_is_unset_with_null_or_no_key(tmp_path):
     assert data_args.validation_file is None and data_args.augment is False
     _, data_args, _, args = parse_recipe(recipe, ["validation_file=null", "--no_augment", "weights=none"])
     assert data_args.validation_file is None
+    # overrides as a Python dict: None unsets too (it once became the text "None": a folder named None)
+    _, data_args, _, args = parse_recipe(recipe, {"validation_file": None, "feature_cache_dir": None})
+    assert data_args.validation_file is None and args.feature_cache_dir is None
     with pytest.raises(RecipeError, match=r"key 'learning_rate' cannot be unset .*: it must be float"):
         parse_recipe(recipe, ["learning_rate=null"])
     with pytest.raises(RecipeError, match=r"set `dataset`"):

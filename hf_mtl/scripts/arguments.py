@@ -360,7 +360,8 @@ NULL_TEXTS = ("null", "Null", "NULL", "~")
 
 
 def is_null_text(text: Any) -> bool:
-    return isinstance(text, str) and text.strip() in NULL_TEXTS
+    """YAML's null as text, or ``None`` itself (an override given as a Python dict: ``{"data_dir": None}``)."""
+    return text is None or (isinstance(text, str) and text.strip() in NULL_TEXTS)
 
 
 UNSET_HELP = (
