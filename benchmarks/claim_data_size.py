@@ -199,21 +199,12 @@ def run_seed(args, seed: int, raw: dict, on_size_done) -> None:
     reused = None
     if args.reuse_fixed:
         reused = json.loads((Path(args.reuse_fixed) / f"seed{seed}" / f"{NAME}.json").read_text())["results"]["raw"]
-    for n in args.sizes:
-        labels = {"present": train_all["present"][:n]}  # nested subsets: a bigger set holds the smaller ones
+
+    def fixed_runs(n: int, labels: dict) -> dict:
+        """The fixed policies and scratch at ``n`` grids: trained here, or this seed's scores from ``--reuse-fixed``."""
         if reused is not None:
-            runs = {c: {"metrics": {METRIC: reused["scores"][c][str(n)][0]},
+            return {c: {"metrics": {METRIC: reused["scores"][c][str(n)][0]},
                         "train_seconds": reused["train_seconds"][c][str(n)][0]} for c in ("heads", *FIXED[1:], "scratch")}
-            decision = measured_auto(model(imagenet), pixels_all[:n], features_all[:n], labels, args, seed)
-            decision["seed"] = seed
-            runs["auto"] = runs[decision["policy"]]
-            raw["auto_tables"][str(n)].append(decision)
-            for curve, run in runs.items():
-                raw["scores"][curve][str(n)].append(run["metrics"][METRIC])
-                raw["train_seconds"][curve][str(n)].append(run["train_seconds"])
-            print(f"seed {seed} n {n}: auto picked {decision['policy']} (fixed policies reused)", flush=True)
-            on_size_done()
-            continue
         heads_model = model(imagenet)
         heads_run = fit_and_evaluate(heads_model, rows("features", features_all[:n], labels), eval_features,
                                      freeze_policy="heads", epochs=args.heads_epochs, min_steps=args.min_steps,
@@ -222,13 +213,17 @@ def run_seed(args, seed: int, raw: dict, on_size_done) -> None:
         fine_tune = dict(epochs=args.epochs, min_steps=args.min_steps, learning_rate=1e-3,
                          batch_size=args.batch_size, seed=seed)
         train_pixels = rows("pixel_values", pixels_all[:n], labels)
-        runs = {
+        return {
             "heads": heads_run,
             "top_n": fit_and_evaluate(model(warm), train_pixels, eval_pixels, freeze_policy="top_n",
                                       freeze_top_n=args.top_n, **fine_tune),
             "full": fit_and_evaluate(model(warm), train_pixels, eval_pixels, freeze_policy="full", **fine_tune),
             "scratch": fit_and_evaluate(model(), train_pixels, eval_pixels, freeze_policy="full", **fine_tune),
         }
+
+    for n in args.sizes:
+        labels = {"present": train_all["present"][:n]}  # nested subsets: a bigger set holds the smaller ones
+        runs = fixed_runs(n, labels)
         decision = measured_auto(model(imagenet), pixels_all[:n], features_all[:n], labels, args, seed)
         decision["seed"] = seed
         runs["auto"] = runs[decision["policy"]]
@@ -237,8 +232,8 @@ def run_seed(args, seed: int, raw: dict, on_size_done) -> None:
             raw["scores"][curve][str(n)].append(run["metrics"][METRIC])
             raw["train_seconds"][curve][str(n)].append(run["train_seconds"])
         print(f"seed {seed} n {n}: " + ", ".join(f"{c} {r['metrics'][METRIC]:.4f} ({r['train_seconds']:.0f}s)"
-                                                  for c, r in runs.items()) + f"; auto picked {decision['policy']}",
-              flush=True)
+                                                  for c, r in runs.items()) + f"; auto picked {decision['policy']}"
+              + (" (fixed policies reused)" if reused is not None else ""), flush=True)
         on_size_done()
 
 

@@ -237,8 +237,8 @@ def affinity_agreement(affinities: list[dict], selected: dict) -> dict:
     per_task = {}
     for task in tasks:
         sign = 1 if METRICS[task][2] == "higher" else -1
-        joint = sum(selected["multi_task"][task]) / len(selected["multi_task"][task])
-        alone = sum(selected["separate_same_budget"][task]) / len(selected["separate_same_budget"][task])
+        joint = mean_std(selected["multi_task"][task])["mean"]
+        alone = mean_std(selected["separate_same_budget"][task])["mean"]
         predicted = any(task in g and len(g) > 1 for g in groups)
         measured = sign * (joint - alone) >= 0
         per_task[task] = {"predicted_joint_helps": predicted, "measured_joint_at_least_as_good": measured,
