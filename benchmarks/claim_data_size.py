@@ -16,7 +16,9 @@ the default recipe's stages (recipes/fashion_grid_efficientnet.yaml), run with `
   ``--auto-trial-steps`` of ``top_n`` and ``full`` from it, compared on the held-out grids' ``main_score`` to choose
   how much trains; that policy then trains with the recipe's schedule and ``final_model: best_stage`` weighs it
   against the heads-only stage on the held-out grids. Its score is the test score of the fixed policy it ends with,
-  trained on all the grids (the decision is what is measured); its decision tables are in the JSON.
+  trained on all the grids (the decision is what is measured); its decision tables are in the JSON. Each fixed
+  policy is also put through the same rule (trained on the same 90%, kept only when the held-out grids say it is at
+  least as good as the heads-only stage): ``same_rule_fixed``, the baseline a recipe user who fixes the policy gets.
 
 Fine-tuning recipes train ``--epochs`` epochs but at least ``--min-steps`` steps. Unlike the recipe, no policy here
 selects its epoch on an evaluation set (there is only the test set), so every score is the last step's.
@@ -104,6 +106,15 @@ def report(args, raw: dict, seeds_done: int, argv: list[str] | None) -> dict:
             - stats["scratch"][n]["mean"],
             "auto_picks": [table["policy"] for table in auto_tables[n]],
         }
+        if all("same_rule" in table for table in auto_tables[n]):  # each fixed policy under the recipe's final rule
+            rule = {c: mean_std([scores[table["same_rule"][c]["kept"]][n][i] for i, table in enumerate(auto_tables[n])])
+                    for c in FIXED}
+            best_rule = max(FIXED, key=lambda c: rule[c]["mean"])
+            by_size[n].update({
+                "same_rule_fixed": rule, "same_rule_best_policy": best_rule,
+                "auto_minus_same_rule_best": stats["auto"][n]["mean"] - rule[best_rule]["mean"],
+                "auto_within_0.005_of_same_rule_best": stats["auto"][n]["mean"] >= rule[best_rule]["mean"] - 0.005,
+            })
     results = {
         "seeds_completed": seeds_done,
         "metric": METRIC,
@@ -151,9 +162,9 @@ def empty_raw(sizes: list[int]) -> dict:
 
 def measured_auto(model, train_pixels, train_features, labels, args, seed: int) -> dict:
     """``freeze_policy: auto`` as the recipe runs it, on the training grids less a held-out share: heads-only stage,
-    the library's measured trials (``measure_freeze_policy``), and, when they pick a fine-tuning policy, that policy
-    trained with the recipe's schedule and weighed against the heads-only stage by ``compare_stages`` (the recipe's
-    ``final_model: best_stage``); returns the decision, the trials' table and the final comparison."""
+    the library's measured trials (``measure_freeze_policy``), then each fine-tuning policy trained with the recipe's
+    schedule and weighed against the heads-only stage by ``compare_stages`` (the recipe's ``final_model:
+    best_stage``); returns auto's decision, the trials' table and what the rule keeps for each policy."""
     from hf_mtl import MultiTaskTrainingArguments
     from hf_mtl.metrics import build_compute_metrics
     from hf_mtl.scripts.arguments import ScriptArguments
@@ -178,17 +189,22 @@ def measured_auto(model, train_pixels, train_features, labels, args, seed: int) 
         )
         trial_policy, table = measure_freeze_policy(model, training_args, script_args, fit_pixels, val_pixels,
                                                     heads["metrics"], {"compute_metrics": build_compute_metrics(model)})
-    decision = {"policy": trial_policy, "trial_policy": trial_policy, "validation_grids": held,
-                "trial_steps": args.auto_trial_steps, "table": table}
-    if trial_policy != "heads":  # the main stage, then the recipe's final comparison on the held-out grids
-        tuned = fit_and_evaluate(model, fit_pixels, val_pixels, freeze_policy=trial_policy, freeze_top_n=args.top_n,
+    # Every fine-tuning policy trained with the recipe's schedule and weighed against the heads-only stage by the
+    # recipe's `final_model` rule: auto keeps what the rule keeps for its trial winner, and each fixed policy under the
+    # same rule is the baseline a recipe user gets (its test score: the fixed run of the stage the rule keeps).
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    same_rule = {"heads": {"kept": "heads"}}
+    for policy in FIXED[1:]:
+        model.load_state_dict(start)
+        tuned = fit_and_evaluate(model, fit_pixels, val_pixels, freeze_policy=policy, freeze_top_n=args.top_n,
                                  epochs=args.epochs, min_steps=args.min_steps, learning_rate=1e-3,
                                  batch_size=args.batch_size, seed=seed)
         keep, reason, _ = compare_stages(heads["metrics"], tuned["metrics"], model.task_specs, script_args.final_model)
-        decision.update(policy=trial_policy if keep else "heads", final_model=reason,
-                        validation_scores={"heads": heads["metrics"].get(METRIC),
-                                           trial_policy: tuned["metrics"].get(METRIC)})
-    return decision
+        same_rule[policy] = {"kept": policy if keep else "heads", "reason": reason,
+                             "validation": {"heads": heads["metrics"].get(METRIC), policy: tuned["metrics"].get(METRIC)}}
+    kept = same_rule[trial_policy]["kept"] if trial_policy != "heads" else "heads"
+    return {"policy": kept, "trial_policy": trial_policy, "validation_grids": held, "trial_steps": args.auto_trial_steps,
+            "table": table, "same_rule": same_rule}
 
 
 def load_reused(path: str, seed: int) -> dict:

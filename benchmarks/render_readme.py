@@ -143,6 +143,9 @@ def claim_missing_labels(r: dict) -> list[str]:
     return lines
 
 
+FIXED_POLICIES = ("heads", "top_n", "full")
+
+
 def claim_data_size(r: dict) -> list[str]:
     if "by_size" not in r["results"]:
         return _claim_data_size_before_issue_14(r)
@@ -163,8 +166,18 @@ def claim_data_size(r: dict) -> list[str]:
                      + f" | {picks} | {row['best_fixed_policy']} | {row['auto_minus_best']:+.3f} | "
                      f"{row['best_fine_tuning_policy']} {row['fine_tuning_minus_heads']:+.3f} ({row['summed_sd']:.3f})"
                      f" | {row['pretrained_minus_scratch']:+.3f} |")
-    lines += ["", "`auto`'s decision tables (held-out `main_score` of the heads-only stage and of each trial, per seed) "
-              "are in the JSON (`auto_decision_tables`)."]
+    rule = {n: row for n, row in by.items() if "same_rule_fixed" in row}
+    if rule:  # each fixed policy under the recipe's own final rule (best_stage on the held-out grids)
+        lines += ["", "The same fixed policies as a recipe runs them: trained on the same 90%, each kept only when "
+                  "`final_model: best_stage` finds it at least as good as the heads-only stage on the held-out grids "
+                  "(else that seed's heads-only score), against `auto` under that rule:", "",
+                  "| training grids | " + " | ".join(f"{c} (best_stage)" for c in FIXED_POLICIES) + " | auto | auto − best |",
+                  "|---|" + "---|" * (len(FIXED_POLICIES) + 2)]
+        for n, row in rule.items():
+            lines.append(f"| {n} | " + " | ".join(_pm(row["same_rule_fixed"][c]) for c in FIXED_POLICIES)
+                         + f" | {_pm(auc['auto'][n])} | {row['auto_minus_same_rule_best']:+.3f} |")
+    lines += ["", "`auto`'s decision tables (held-out `main_score` of the heads-only stage and of each trial, and what "
+              "`best_stage` kept for each policy, per seed) are in the JSON (`auto_decision_tables`)."]
     return lines
 
 
@@ -541,8 +554,10 @@ def headline(name: str, r: dict) -> str:
         parts = [f"{n} grids: " + ", ".join(f"{c} {auc[c][n]['mean']:.3f}" for c in ("heads", "top_n", "full",
                                                                                  "scratch")) for n in by]
         gaps = ", ".join(f"{row['auto_minus_best']:+.3f}" for row in by.values())
+        rule = ", ".join(f"{row['auto_minus_same_rule_best']:+.3f}" for row in by.values()
+                         if "auto_minus_same_rule_best" in row)
         return (f"macro AUC ({res['seeds_completed']} seeds) at " + "; ".join(parts) + f"; measured auto − best "
-                f"fixed: {gaps}")
+                f"fixed: {gaps}" + (f"; − best fixed under the recipe's best_stage rule: {rule}" if rule else ""))
     if name == "finetune_recipe":
         delta = res["minus_heads_only"]
         return "minus heads-only: " + "; ".join(

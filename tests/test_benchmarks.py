@@ -181,6 +181,12 @@ def test_claim_data_size(tmp_path):
         assert row["best_fixed_policy"] in ("heads", "top_n", "full")
         assert row["auto_picks"] == [table["policy"] for table in results["auto_decision_tables"][n]]
         assert all(policy in ("heads", "top_n", "full") for policy in row["auto_picks"])
+        # auto ends where the recipe's best_stage rule leaves its trial winner; each fixed policy goes through it too
+        for table in results["auto_decision_tables"][n]:
+            winner = table["trial_policy"]
+            assert table["policy"] == (table["same_rule"][winner]["kept"] if winner != "heads" else "heads")
+        assert set(row["same_rule_fixed"]) == {"heads", "top_n", "full"}
+        assert row["auto_minus_same_rule_best"] <= 1e-12
 
 
 @needs_data

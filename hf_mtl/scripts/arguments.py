@@ -156,9 +156,11 @@ class ScriptArguments:
         default=50,
         metadata={
             "help": "With `freeze_policy: auto`, a heads-only stage and an evaluation set: `auto` is decided by "
-            "measurement: from the heads-only model, `top_n` and `full` each train this many steps (same seed), all "
-            "three are compared on the evaluation set's `main_score`, and the winner is the main stage's policy (the "
-            "table goes to the log and `freeze_auto.json`). Without them `auto` is the rule of thumb on data size."
+            "measurement: from the heads-only model, `top_n` and `full` each train this many steps (same seed), are "
+            "compared on the evaluation set's `main_score`, and the winner is the main stage's policy (the table goes "
+            "to the log and `freeze_auto.json`); `final_model` then weighs the trained model against the heads-only "
+            "stage (with `final_model: last` the trials compare the heads-only stage too). Without them `auto` is the "
+            "rule of thumb on data size."
         },
     )
     final_model: Literal["best_stage", "best_mean", "last"] = field(
