@@ -238,5 +238,5 @@ def test_layer_list_of_other_transformers_architectures(kind, expected):
 
 
 def test_auto_with_a_single_block_backbone():
-    assert choose_freeze_policy(50, 1, 1000, num_blocks=1).policy == "heads"
+    assert choose_freeze_policy(20, 1, 1000, num_blocks=1).policy == "heads"
     assert choose_freeze_policy(500, 1, 1000, num_blocks=1).policy == "full"

@@ -21,8 +21,10 @@ logger = logging.getLogger(__name__)
 FreezePolicy = Literal["heads", "top_n", "full", "auto"]
 FREEZE_POLICIES: tuple[str, ...] = get_args(FreezePolicy)
 
-AUTO_HEADS_BELOW = 100
-"""``auto``: fewer training samples per label than this → only the heads train."""
+AUTO_HEADS_BELOW = 30
+"""``auto``: fewer training samples per label than this → only the heads train. Measured (benchmarks/README.md 5b,
+Fashion-MNIST grids, 10 labels): with the library's fine-tuning defaults the top blocks beat the heads-only stage by
+more than the seeds' spread from 30 samples per label up (the smallest size measured); 100 had been a guess."""
 AUTO_FULL_FROM = 1000
 """``auto``: at least this many samples per label (times the backbone-size factor) → the whole backbone trains."""
 AUTO_SIZE_UNIT = 10_000_000
