@@ -202,8 +202,7 @@ def measured_auto(model, train_pixels, train_features, labels, args, seed: int) 
         keep, reason, _ = compare_stages(heads["metrics"], tuned["metrics"], model.task_specs, script_args.final_model)
         same_rule[policy] = {"kept": policy if keep else "heads", "reason": reason,
                              "validation": {"heads": heads["metrics"].get(METRIC), policy: tuned["metrics"].get(METRIC)}}
-    kept = same_rule[trial_policy]["kept"] if trial_policy != "heads" else "heads"
-    return {"policy": kept, "trial_policy": trial_policy, "validation_grids": held, "trial_steps": args.auto_trial_steps,
+    return {"policy": same_rule[trial_policy]["kept"], "trial_policy": trial_policy, "validation_grids": held, "trial_steps": args.auto_trial_steps,
             "table": table, "same_rule": same_rule}
 
 

@@ -143,9 +143,6 @@ def claim_missing_labels(r: dict) -> list[str]:
     return lines
 
 
-FIXED_POLICIES = ("heads", "top_n", "full")
-
-
 def claim_data_size(r: dict) -> list[str]:
     if "by_size" not in r["results"]:
         return _claim_data_size_before_issue_14(r)
@@ -168,13 +165,14 @@ def claim_data_size(r: dict) -> list[str]:
                      f" | {row['pretrained_minus_scratch']:+.3f} |")
     rule = {n: row for n, row in by.items() if "same_rule_fixed" in row}
     if rule:  # each fixed policy under the recipe's own final rule (best_stage on the held-out grids)
+        policies = list(next(iter(rule.values()))["same_rule_fixed"])
         lines += ["", "The same fixed policies as a recipe runs them: trained on the same 90%, each kept only when "
                   "`final_model: best_stage` finds it at least as good as the heads-only stage on the held-out grids "
                   "(else that seed's heads-only score), against `auto` under that rule:", "",
-                  "| training grids | " + " | ".join(f"{c} (best_stage)" for c in FIXED_POLICIES) + " | auto | auto − best |",
-                  "|---|" + "---|" * (len(FIXED_POLICIES) + 2)]
+                  "| training grids | " + " | ".join(f"{c} (best_stage)" for c in policies) + " | auto | auto − best |",
+                  "|---|" + "---|" * (len(policies) + 2)]
         for n, row in rule.items():
-            lines.append(f"| {n} | " + " | ".join(_pm(row["same_rule_fixed"][c]) for c in FIXED_POLICIES)
+            lines.append(f"| {n} | " + " | ".join(_pm(row["same_rule_fixed"][c]) for c in policies)
                          + f" | {_pm(auc['auto'][n])} | {row['auto_minus_same_rule_best']:+.3f} |")
     lines += ["", "`auto`'s decision tables (held-out `main_score` of the heads-only stage and of each trial, and what "
               "`best_stage` kept for each policy, per seed) are in the JSON (`auto_decision_tables`)."]

@@ -86,7 +86,7 @@ def logme_targets(features: Any, targets: Any) -> np.ndarray:
     present = ~np.isnan(y)
     scores = np.full(y.shape[1], np.nan)
     # torch's linear algebra keeps to torch's thread count; numpy's OpenBLAS threads spin on a busy machine (a 210 x
-    # 1280 SVD measured 0.02 CPU-s alone, 0.25 with three other processes running)
+    # 1280 SVD beside three other processes: 0.25 CPU-s with OpenBLAS's default threads, 0.02 with one)
     features_t, gram = torch.from_numpy(f), None
     # targets with the same present rows share one spectrum
     groups: dict[bytes, list[int]] = {}
